@@ -65,3 +65,9 @@ class Compiler:
 @pytest.fixture
 def cc(tmp_path: Path) -> Compiler:
     return Compiler(tmp_path)
+
+
+@pytest.fixture(scope="module")
+def cc_module(tmp_path_factory: pytest.TempPathFactory) -> Compiler:
+    """Like ``cc``, for harnesses built once and run by many tests."""
+    return Compiler(tmp_path_factory.mktemp("cc"))
