@@ -1,0 +1,157 @@
+"""Shared pieces of the miniupnpc fork tests.
+
+Builds harnesses against the library sources and plays a small UPnP control
+point's peer on 127.0.0.1: an HTTP server that records each SOAP request and
+answers with a prepared body. Nothing here talks to any other address.
+"""
+
+from __future__ import annotations
+
+import http.server
+import subprocess
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Self
+
+LIB = "miniupnpc"
+
+# The library sources a client harness links, as laid out in the release.
+CLIENT_SOURCES = [
+    "src/addr_is_reserved.c",
+    "src/connecthostport.c",
+    "src/igd_desc_parse.c",
+    "src/minisoap.c",
+    "src/minissdpc.c",
+    "src/miniupnpc.c",
+    "src/miniwget.c",
+    "src/minixml.c",
+    "src/portlistingparse.c",
+    "src/receivedata.c",
+    "src/upnpcommands.c",
+    "src/upnpdev.c",
+    "src/upnperrors.c",
+    "src/upnpreplyparse.c",
+]
+
+# The macros upstream's own Makefile and CMakeLists.txt build with.
+DEFINES = ["MINIUPNPC_SET_SOCKET_TIMEOUT", "MINIUPNPC_GET_SRC_ADDR"]
+
+# The release generates this header at build time; the harnesses need one.
+STRINGS_H = """\
+#ifndef MINIUPNPCSTRINGS_H_INCLUDED
+#define MINIUPNPCSTRINGS_H_INCLUDED
+#define OS_STRING "Linux"
+#define MINIUPNPC_VERSION_STRING "2.3.3"
+#define UPNP_VERSION_STRING "UPnP/1.1"
+#endif
+"""
+
+SOAP_ENV = "http://schemas.xmlsoap.org/soap/envelope/"
+SERVICE = "urn:schemas-upnp-org:service:WANIPConnection:1"
+
+TIMEOUT = 60
+
+
+def build(cc, harness: str, sources=(), **kwargs) -> Path:
+    """Compile ``harness`` with the given library sources of the fork."""
+    gen = cc.workdir / "gen"
+    gen.mkdir(exist_ok=True)
+    (gen / "miniupnpcstrings.h").write_text(STRINGS_H)
+
+    extra = [f"-I{gen}", *kwargs.pop("extra", ())]
+    defines = [*DEFINES, *kwargs.pop("defines", ())]
+    return cc.build(
+        LIB,
+        harness,
+        list(sources),
+        include_dirs=["include", "src"],
+        defines=defines,
+        extra=extra,
+        **kwargs,
+    )
+
+
+def run(exe: Path, *args: str, timeout: float = TIMEOUT):
+    return subprocess.run(
+        [str(exe), *args],
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        errors="backslashreplace",
+        timeout=timeout,
+        check=False,
+    )
+
+
+def soap_reply(action: str, values: dict[str, str]) -> bytes:
+    """A SOAP response body; ``values`` must already be escaped XML text."""
+    args = "".join(f"<{k}>{v}</{k}>" for k, v in values.items())
+    return (
+        f'<?xml version="1.0"?>\r\n'
+        f'<s:Envelope xmlns:s="{SOAP_ENV}" '
+        f's:encodingStyle="http://schemas.xmlsoap.org/soap/encoding/">'
+        f"<s:Body><u:{action}Response "
+        f'xmlns:u="{SERVICE}">{args}</u:{action}Response>'
+        f"</s:Body></s:Envelope>\r\n"
+    ).encode()
+
+
+@dataclass
+class Request:
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+
+@dataclass
+class SoapResponder:
+    """An HTTP server on 127.0.0.1 answering each SOAP action it knows."""
+
+    replies: dict[str, bytes] = field(default_factory=dict)
+    requests: list[Request] = field(default_factory=list)
+
+    def __enter__(self) -> Self:
+        responder = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+            timeout = 10
+
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length", "0"))
+                body = self.rfile.read(length)
+                responder.requests.append(
+                    Request(self.path, dict(self.headers.items()), body)
+                )
+                action = self.headers.get("SOAPAction", "").strip('"')
+                reply = responder.replies.get(action.rpartition("#")[2])
+                if reply is None:
+                    self.send_error(500)
+                    return
+                self.send_response(200)
+                self.send_header("Content-Type", 'text/xml; charset="utf-8"')
+                self.send_header("Content-Length", str(len(reply)))
+                self.send_header("Connection", "close")
+                self.end_headers()
+                self.wfile.write(reply)
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}
+        )
+        self._thread.start()
+        return self
+
+    @property
+    def url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}/ctl/IPConn"
+
+    def __exit__(self, *exc) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=10)
