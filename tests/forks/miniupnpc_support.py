@@ -8,6 +8,7 @@ answers with a prepared body. Nothing here talks to any other address.
 from __future__ import annotations
 
 import http.server
+import os
 import subprocess
 import threading
 from dataclasses import dataclass, field
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Self
 
 LIB = "miniupnpc"
+ROOT = Path(__file__).resolve().parents[2]
 
 # The library sources a client harness links, as laid out in the release.
 CLIENT_SOURCES = [
@@ -51,6 +53,12 @@ SOAP_ENV = "http://schemas.xmlsoap.org/soap/envelope/"
 SERVICE = "urn:schemas-upnp-org:service:WANIPConnection:1"
 
 TIMEOUT = 60
+
+
+def tree() -> Path:
+    """The tree the harnesses are built from (see conftest.py)."""
+    override = os.environ.get("NATFWD_FORK_TREE_MINIUPNPC")
+    return Path(override) if override else ROOT / "vendor" / LIB / "tree"
 
 
 def build(cc, harness: str, sources=(), **kwargs) -> Path:
