@@ -27,16 +27,16 @@ import tempfile
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Iterator, Optional, Sequence
 
 __all__ = [
     "ChecksumMismatch",
     "FetchError",
+    "add_to_cache",
     "cache_dir",
     "debian_mirrors",
     "debian_pool_url",
-    "add_to_cache",
     "fetch_verified",
     "sha256_file",
 ]
@@ -195,14 +195,14 @@ def _download(url: str, dest: Path, timeout: float) -> str:
     digest = hashlib.sha256()
     size = 0
     request = urllib.request.Request(url, headers={"User-Agent": "natfwd-fetch"})
-    with urllib.request.urlopen(request, timeout=timeout) as response:
-        with open(dest, "wb") as out:
-            for block in iter(lambda: response.read(_CHUNK), b""):
-                size += len(block)
-                if size > MAX_BYTES:
-                    raise FetchError(f"{url}: larger than {MAX_BYTES} bytes")
-                digest.update(block)
-                out.write(block)
+    response = urllib.request.urlopen(request, timeout=timeout)
+    with response, open(dest, "wb") as out:
+        for block in iter(lambda: response.read(_CHUNK), b""):
+            size += len(block)
+            if size > MAX_BYTES:
+                raise FetchError(f"{url}: larger than {MAX_BYTES} bytes")
+            digest.update(block)
+            out.write(block)
     return digest.hexdigest()
 
 
@@ -211,9 +211,9 @@ def fetch_verified(
     sha256: str,
     *,
     urls: Sequence[str] = (),
-    debian_package: Optional[str] = None,
+    debian_package: str | None = None,
     offline: bool = False,
-    debian_filename: Optional[str] = None,
+    debian_filename: str | None = None,
     timeout: float = DEFAULT_TIMEOUT,
 ) -> Path:
     """Return the path of a cached, verified copy of *filename*.
@@ -273,7 +273,7 @@ def fetch_verified(
     raise FetchError(f"could not download {filename!r}: " + "; ".join(failures))
 
 
-def add_to_cache(path: Path, sha256: str, filename: Optional[str] = None) -> Path:
+def add_to_cache(path: Path, sha256: str, filename: str | None = None) -> Path:
     """Verify a local file and place it in the cache (``patchq --tarball``)."""
     name = filename or path.name
     sha = _check_arguments(name, sha256)
