@@ -1,0 +1,74 @@
+"""A scripted NAT-PMP gateway for the libnatpmp fork tests.
+
+Run inside a network namespace that the test created::
+
+    python libnatpmp_responder.py ADDRESS [--reply HEX[,HEX...]]...
+
+It binds UDP port 5351 on ADDRESS, prints ``ready`` once bound, then answers
+the n-th request with the n-th ``--reply`` (the last one is reused when the
+requests outnumber them); a comma-separated reply sends several datagrams in
+a row, and an empty one an empty datagram. Each request received is printed
+as ``request HEX``. It stops after ``--max-requests`` requests or
+``--timeout`` seconds, whichever comes first, so it never outlives its test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import socket
+import sys
+import time
+
+NATPMP_PORT = 5351
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("address", help="IPv4 address to listen on")
+    parser.add_argument(
+        "--reply",
+        action="append",
+        default=[],
+        help="hex datagrams sent back for one request, comma-separated",
+    )
+    parser.add_argument("--max-requests", type=int, default=16)
+    parser.add_argument("--timeout", type=float, default=10.0)
+    return parser.parse_args(argv)
+
+
+def datagrams(reply: str) -> list[bytes]:
+    try:
+        return [bytes.fromhex(part) for part in reply.split(",")]
+    except ValueError as exc:
+        raise SystemExit(f"responder: --reply {reply!r} is not hex: {exc}") from exc
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    replies = [datagrams(r) for r in args.reply]
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind((args.address, NATPMP_PORT))
+    print("ready", flush=True)
+
+    deadline = time.monotonic() + args.timeout
+    for count in range(args.max_requests):
+        left = deadline - time.monotonic()
+        if left <= 0:
+            break
+        sock.settimeout(left)
+        try:
+            request, peer = sock.recvfrom(64)
+        except socket.timeout:
+            break
+        print(f"request {request.hex()}", flush=True)
+
+        for datagram in replies[min(count, len(replies) - 1)] if replies else []:
+            sock.sendto(datagram, peer)
+
+    sock.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
