@@ -27,6 +27,13 @@ PUBLIC_OK = "0080" + "0000" + EPOCH + "cb007105"  # 203.0.113.5
 UDP_OK = "0081" + "0000" + EPOCH + "1f90" + "2382" + "00000e10"  # 8080 -> 9090
 PUBLIC_REQUEST = ["public"]
 UDP_REQUEST = ["map", "udp", "8080", "9090", "3600"]
+PUBLIC_FIELDS = "type=0 resultcode=0 epoch=1000 address=203.0.113.5"
+UDP_FIELDS = "type=1 resultcode=0 epoch=1000 private=8080 public=9090 lifetime=3600"
+
+# Well-formed replies to a request other than the one the tests send.
+UDP_ZERO_OK = "0081" + "0000" + EPOCH + "0000" + "0000" + "00000000"
+TCP_OK = "0082" + UDP_OK[4:]
+PUBLIC_REFUSED = "0080" + "0002" + EPOCH
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +60,7 @@ def test_well_formed_public_address_reply(ns, client):
     code, fields, requests = ask(ns, client, PUBLIC_REQUEST, PUBLIC_OK)
 
     assert code == 0
-    assert fields == "type=0 resultcode=0 epoch=1000 address=203.0.113.5"
+    assert fields == PUBLIC_FIELDS
     assert requests == [bytes([0, 0])]
 
 
@@ -61,10 +68,7 @@ def test_well_formed_mapping_reply(ns, client):
     code, fields, requests = ask(ns, client, UDP_REQUEST, UDP_OK)
 
     assert code == 0
-    assert (
-        fields
-        == "type=1 resultcode=0 epoch=1000 private=8080 public=9090 lifetime=3600"
-    )
+    assert fields == UDP_FIELDS
     assert requests == [bytes.fromhex("000100001f90238200000e10")]
 
 
@@ -100,3 +104,33 @@ def test_rejected_reply_is_an_error(ns, client, reply, expected):
     code, fields, _ = ask(ns, client, PUBLIC_REQUEST, reply)
 
     assert code == expected, fields
+
+
+@pytest.mark.parametrize(
+    ("request_", "stale", "answer", "expected"),
+    [
+        pytest.param(
+            PUBLIC_REQUEST, UDP_ZERO_OK, PUBLIC_OK, PUBLIC_FIELDS, id="udp-to-public"
+        ),
+        pytest.param(UDP_REQUEST, PUBLIC_OK, UDP_OK, UDP_FIELDS, id="public-to-udp"),
+        pytest.param(
+            UDP_REQUEST, PUBLIC_REFUSED, UDP_OK, UDP_FIELDS, id="public-error-to-udp"
+        ),
+        pytest.param(UDP_REQUEST, TCP_OK, UDP_OK, UDP_FIELDS, id="tcp-to-udp"),
+    ],
+)
+def test_reply_to_another_request_is_ignored(
+    ns, client, request_, stale, answer, expected
+):
+    code, fields, requests = ask(ns, client, request_, f"{stale},{answer}")
+
+    assert code == 0, fields
+    assert fields == expected
+    assert len(requests) == 1
+
+
+def test_only_replies_to_another_request_mean_no_answer(ns, client):
+    code, fields, requests = ask(ns, client, PUBLIC_REQUEST, UDP_ZERO_OK)
+
+    assert code == NOGATEWAYSUPPORT, fields
+    assert requests == [bytes([0, 0])] * 2, "expected one retransmission"
