@@ -1,0 +1,85 @@
+"""One overall deadline for a whole operation, and calls bounded by it.
+
+miniupnpc's calls block with timeouts of their own (seconds each). To keep
+an operation within the caller's deadline, such calls run in a worker thread
+and the caller stops waiting when the deadline passes. The C call finishes on
+its own afterwards; whatever it holds is released only then (see
+``natfwd.upnp.IGD``), so giving up never frees memory a call still uses.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Callable, TypeVar
+
+from natfwd._exceptions import GatewayTimeout
+
+__all__ = ["Deadline", "run_bounded"]
+
+T = TypeVar("T")
+
+
+class Deadline:
+    """A point in monotonic time by which an operation must be done."""
+
+    def __init__(self, seconds: float) -> None:
+        self._end = time.monotonic() + seconds
+
+    @classmethod
+    def at(cls, end: float) -> Deadline:
+        deadline = cls(0)
+        deadline._end = end
+        return deadline
+
+    @property
+    def end(self) -> float:
+        return self._end
+
+    def remaining(self) -> float:
+        return max(0.0, self._end - time.monotonic())
+
+    def expired(self) -> bool:
+        return time.monotonic() >= self._end
+
+    def within(self, seconds: float) -> Deadline:
+        """A deadline *seconds* from now, but no later than this one."""
+        return Deadline.at(min(self._end, time.monotonic() + seconds))
+
+    def reserve(self, seconds: float) -> Deadline:
+        """A deadline that leaves *seconds* of this one unused, for clean-up."""
+        return Deadline.at(max(time.monotonic(), self._end - seconds))
+
+
+def run_bounded(
+    call: Callable[[], T],
+    deadline: Deadline,
+    what: str,
+    *,
+    gateway: str | None = None,
+) -> T:
+    """Run *call* in a worker thread; give up waiting at *deadline*.
+
+    Raises GatewayTimeout when the deadline passes first. Exceptions from
+    *call* are re-raised here.
+    """
+    outcome: list = []
+    done = threading.Event()
+
+    def worker() -> None:
+        try:
+            outcome.append((True, call()))
+        except BaseException as exc:  # handed back to the waiting thread
+            outcome.append((False, exc))
+        finally:
+            done.set()
+
+    thread = threading.Thread(target=worker, name=f"natfwd: {what}", daemon=True)
+    thread.start()
+    if not done.wait(deadline.remaining()):
+        raise GatewayTimeout(f"{what}: no answer before the deadline", gateway=gateway)
+
+    ok, value = outcome[0]
+    if not ok:
+        raise value
+    return value

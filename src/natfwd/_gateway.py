@@ -1,0 +1,831 @@
+"""The protocol-independent gateway: find it, map ports, remove them.
+
+find_gateway() asks by NAT-PMP and by UPnP at the same time and keeps the
+first gateway that answers well. The Gateway it returns maps ports the same
+way whatever the protocol, handles what real routers do (leases they will
+not grant, ports held by someone else, a WAN address that is itself behind
+another NAT), and reports what was granted rather than what was asked.
+
+Used as a context manager, a Gateway removes every mapping it added.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import logging
+import random
+import socket
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from natfwd import _bindings, natpmp, upnp
+from natfwd._deadline import Deadline
+from natfwd._exceptions import (
+    BackendUnavailable,
+    GatewayNotFound,
+    GatewayTimeout,
+    InvalidArgument,
+    NatfwdError,
+    NotSupported,
+    PortInUse,
+    UPnPError,
+    UPnPErrorCode,
+)
+from natfwd._validate import (
+    Protocol,
+    check_address,
+    check_description,
+    check_lease,
+    check_port,
+    check_protocol,
+    check_timeout,
+)
+
+__all__ = [
+    "Gateway",
+    "GatewayStatus",
+    "Mapping",
+    "Method",
+    "find_gateway",
+    "forward",
+]
+
+log = logging.getLogger("natfwd")
+
+DEFAULT_DESCRIPTION = "natfwd"
+DEFAULT_LEASE = 3600
+
+# NAT-PMP has no permanent mappings (a lifetime of 0 deletes); a request for
+# a permanent one asks for a week, and the gateway says what it grants.
+NATPMP_LONGEST_LEASE = 7 * 24 * 3600
+
+NATPMP_PORT = 5351
+
+# How long an add keeps back from its deadline, so that a request that ran
+# out of time can still be taken back.
+CLEANUP_RESERVE = 1.0
+
+# Ports tried when an IGD v1 holds the wanted one and another will do.
+ALTERNATE_PORT_TRIES = 8
+
+
+class Method(str, enum.Enum):
+    """How natfwd talks to a gateway."""
+
+    NATPMP = "natpmp"
+    UPNP = "upnp"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@dataclass(frozen=True)
+class Mapping:
+    """A port mapping as granted by the gateway.
+
+    ``lease`` is the granted lease in seconds, 0 for permanent. ``notes``
+    say where the grant differs from the request, or what else the user
+    should know (a double NAT, a permanent lease the gateway insisted on).
+    """
+
+    method: Method
+    protocol: Protocol
+    internal_address: str
+    internal_port: int
+    external_port: int
+    external_address: str
+    lease: int
+    description: str
+    double_nat: bool
+    notes: tuple[str, ...] = field(default=())
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "method": self.method.value,
+            "protocol": self.protocol.value,
+            "internal_address": self.internal_address,
+            "internal_port": self.internal_port,
+            "external_address": self.external_address or None,
+            "external_port": self.external_port,
+            "lease": self.lease,
+            "description": self.description,
+            "double_nat": self.double_nat,
+            "notes": list(self.notes),
+        }
+
+
+@dataclass(frozen=True)
+class GatewayStatus:
+    """What natfwd knows of the gateway it found."""
+
+    method: Method
+    address: str
+    external_address: str
+    double_nat: bool
+    details: dict[str, object]
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "method": self.method.value,
+            "gateway": self.address,
+            "external_address": self.external_address or None,
+            "double_nat": self.double_nat,
+            **self.details,
+        }
+
+
+def _deadline(timeout: float | None, deadline: Deadline | None) -> Deadline:
+    if deadline is not None:
+        return deadline
+    return Deadline(check_timeout(10.0 if timeout is None else timeout))
+
+
+class Gateway:
+    """A gateway found by :func:`find_gateway`.
+
+    Subclasses speak one protocol; the methods here are the same for all.
+    """
+
+    method: Method
+    address: str
+
+    def __init__(self) -> None:
+        self._added: list[Mapping] = []
+
+    # -- the interface ------------------------------------------------------
+
+    def status(self, *, timeout: float | None = None, deadline=None) -> GatewayStatus:
+        raise NotImplementedError
+
+    def external_address(self, *, timeout: float | None = None, deadline=None) -> str:
+        raise NotImplementedError
+
+    def add(
+        self,
+        internal_port: int,
+        external_port: int | None = None,
+        protocol: Protocol | str = Protocol.TCP,
+        *,
+        lease: int = DEFAULT_LEASE,
+        description: str = DEFAULT_DESCRIPTION,
+        internal_address: str | None = None,
+        any_port: bool = False,
+        timeout: float | None = None,
+        deadline: Deadline | None = None,
+    ) -> Mapping:
+        """Map *external_port* (default: the same number) to *internal_port*.
+
+        With *any_port*, a gateway that holds the external port already may
+        give another one; the returned Mapping says which.
+        """
+        internal_port = check_port(internal_port, "internal port")
+        external_port = check_port(
+            internal_port if external_port is None else external_port, "external port"
+        )
+        protocol = check_protocol(protocol)
+        lease = check_lease(lease)
+        description = check_description(description)
+        if internal_address is not None:
+            internal_address = check_address(internal_address, "internal address")
+        deadline = _deadline(timeout, deadline)
+
+        mapping = self._add(
+            internal_port,
+            external_port,
+            protocol,
+            lease,
+            description,
+            internal_address,
+            any_port,
+            deadline,
+        )
+
+        self._added.append(mapping)
+        log.info(
+            "mapped %s:%d/%s to %s:%d via %s (lease %s)",
+            mapping.external_address or "?",
+            mapping.external_port,
+            protocol,
+            mapping.internal_address,
+            mapping.internal_port,
+            self.method,
+            mapping.lease or "permanent",
+        )
+        return mapping
+
+    def remove(
+        self,
+        internal_port: int,
+        external_port: int | None = None,
+        protocol: Protocol | str = Protocol.TCP,
+        *,
+        timeout: float | None = None,
+        deadline: Deadline | None = None,
+    ) -> None:
+        """Remove a mapping made by :meth:`add` (or by anyone, on UPnP)."""
+        internal_port = check_port(internal_port, "internal port")
+        external_port = check_port(
+            internal_port if external_port is None else external_port, "external port"
+        )
+        protocol = check_protocol(protocol)
+        deadline = _deadline(timeout, deadline)
+
+        self._remove(internal_port, external_port, protocol, deadline)
+
+        self._added = [
+            m
+            for m in self._added
+            if (m.internal_port, m.external_port, m.protocol)
+            != (internal_port, external_port, protocol)
+        ]
+        log.info(
+            "removed the mapping of %d/%s via %s", external_port, protocol, self.method
+        )
+
+    def mappings(
+        self, *, timeout: float | None = None, deadline=None
+    ) -> list[upnp.PortMapping]:
+        """Every mapping the gateway holds (UPnP only; NAT-PMP cannot list)."""
+        raise NotSupported(
+            "NAT-PMP gateways cannot list their mappings; use UPnP (--via upnp)",
+            gateway=self.address,
+        )
+
+    def close(self) -> None:
+        """Release the connection. Mappings stay; see :meth:`remove_added`."""
+
+    def remove_added(self, *, timeout: float | None = 10.0) -> list[NatfwdError]:
+        """Remove every mapping this object added; returns the failures."""
+        deadline = _deadline(timeout, None)
+        failures = []
+        for mapping in list(reversed(self._added)):
+            try:
+                self.remove(
+                    mapping.internal_port,
+                    mapping.external_port,
+                    mapping.protocol,
+                    deadline=deadline,
+                )
+            except NatfwdError as exc:
+                log.warning(
+                    "could not remove the mapping of %d/%s: %s",
+                    mapping.external_port,
+                    mapping.protocol,
+                    exc,
+                )
+                failures.append(exc)
+        return failures
+
+    def __enter__(self) -> Gateway:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        try:
+            self.remove_added()
+        finally:
+            self.close()
+
+    # -- for subclasses -----------------------------------------------------
+
+    def _add(
+        self,
+        internal_port,
+        external_port,
+        protocol,
+        lease,
+        description,
+        internal_address,
+        any_port,
+        deadline,
+    ) -> Mapping:
+        raise NotImplementedError
+
+    def _remove(self, internal_port, external_port, protocol, deadline) -> None:
+        raise NotImplementedError
+
+
+class NATPMPGateway(Gateway):
+    """A gateway that answered NAT-PMP."""
+
+    method = Method.NATPMP
+
+    def __init__(self, client: natpmp.Client, public: natpmp.PublicAddress) -> None:
+        super().__init__()
+        self._client = client
+        self._public = public
+        self.address = client.gateway
+        self.epoch = public.epoch
+
+    def close(self) -> None:
+        self._client.close()
+
+    def status(self, *, timeout=None, deadline=None) -> GatewayStatus:
+        deadline = _deadline(timeout, deadline)
+        public = self._client.public_address(deadline=deadline)
+        self.epoch = public.epoch
+        return GatewayStatus(
+            method=self.method,
+            address=self.address,
+            external_address=public.address,
+            double_nat=not upnp.is_public(public.address),
+            details={"epoch": public.epoch},
+        )
+
+    def external_address(self, *, timeout=None, deadline=None) -> str:
+        return self.status(timeout=timeout, deadline=deadline).external_address
+
+    def _add(
+        self,
+        internal_port,
+        external_port,
+        protocol,
+        lease,
+        description,
+        internal_address,
+        any_port,
+        deadline,
+    ) -> Mapping:
+        notes = []
+        if internal_address is not None and internal_address != self._local_address():
+            raise InvalidArgument(
+                "NAT-PMP maps ports to the host that asks; internal address "
+                f"{internal_address!r} is not this host's"
+            )
+        if description != DEFAULT_DESCRIPTION:
+            notes.append("NAT-PMP mappings carry no description")
+        asked = lease or NATPMP_LONGEST_LEASE
+        if not lease:
+            notes.append(
+                "NAT-PMP has no permanent mappings; asked for the longest lease"
+            )
+
+        try:
+            granted = self._client.map(
+                protocol,
+                internal_port,
+                external_port,
+                lifetime=asked,
+                deadline=deadline.reserve(CLEANUP_RESERVE),
+            )
+        except GatewayTimeout:
+            self._take_back(protocol, internal_port, deadline)
+            raise
+
+        if granted.external_port != external_port:
+            notes.append(
+                f"the gateway granted external port {granted.external_port} "
+                f"instead of {external_port}"
+            )
+        if granted.lifetime != asked:
+            notes.append(
+                f"the gateway granted a lease of {granted.lifetime} s "
+                f"instead of {asked} s"
+            )
+        self._note_epoch(granted.epoch)
+        return Mapping(
+            method=self.method,
+            protocol=protocol,
+            internal_address=self._local_address(),
+            internal_port=internal_port,
+            external_port=granted.external_port,
+            external_address=self._public.address,
+            lease=granted.lifetime,
+            description=description,
+            double_nat=not upnp.is_public(self._public.address),
+            notes=tuple(notes),
+        )
+
+    def _take_back(self, protocol, internal_port, deadline) -> None:
+        """After a request that timed out, make sure no mapping is left."""
+        try:
+            self._client.unmap(
+                protocol, internal_port, deadline=deadline.within(CLEANUP_RESERVE)
+            )
+        except NatfwdError as exc:
+            log.warning(
+                "could not take back the timed-out mapping of %d: %s",
+                internal_port,
+                exc,
+            )
+
+    def _remove(self, internal_port, external_port, protocol, deadline) -> None:
+        self._client.unmap(protocol, internal_port, deadline=deadline)
+
+    def _note_epoch(self, epoch: int) -> None:
+        if epoch < self.epoch:
+            log.warning("the gateway's NAT-PMP epoch went back: it has restarted")
+        self.epoch = epoch
+
+    def _local_address(self) -> str:
+        """The address this host uses towards the gateway (nothing is sent)."""
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            sock.connect((self.address, NATPMP_PORT))
+            return sock.getsockname()[0]
+
+
+class UPnPGateway(Gateway):
+    """An IGD that answered over UPnP."""
+
+    method = Method.UPNP
+
+    def __init__(self, igd: upnp.IGD, igd_status: upnp.IGDStatus) -> None:
+        super().__init__()
+        self._igd = igd
+        self.igd_status = igd_status
+        self.address = igd.address
+
+    def close(self) -> None:
+        self._igd.close()
+
+    def status(self, *, timeout=None, deadline=None) -> GatewayStatus:
+        deadline = _deadline(timeout, deadline)
+        address = self._igd.external_address(deadline=deadline)
+        try:
+            state, uptime, _ = self._igd.status_info(deadline=deadline)
+        except UPnPError:
+            state, uptime = "", 0
+        return GatewayStatus(
+            method=self.method,
+            address=self.address,
+            external_address=address,
+            double_nat=not upnp.is_public(address),
+            details={
+                "igd_version": self._igd.version,
+                "location": self._igd.location,
+                "control_url": self._igd.control_url,
+                "lan_address": self._igd.lan_address,
+                "connection": state or None,
+                "uptime": uptime,
+            },
+        )
+
+    def external_address(self, *, timeout=None, deadline=None) -> str:
+        deadline = _deadline(timeout, deadline)
+        return self._igd.external_address(deadline=deadline)
+
+    def mappings(self, *, timeout=None, deadline=None) -> list[upnp.PortMapping]:
+        deadline = _deadline(timeout, deadline)
+        return self._igd.port_mappings(deadline=deadline)
+
+    def _add(
+        self,
+        internal_port,
+        external_port,
+        protocol,
+        lease,
+        description,
+        internal_address,
+        any_port,
+        deadline,
+    ) -> Mapping:
+        client = internal_address or self._igd.lan_address
+        notes: list[str] = []
+        work = deadline.reserve(CLEANUP_RESERVE)
+
+        try:
+            external_port, lease = self._add_with_fallbacks(
+                internal_port,
+                external_port,
+                protocol,
+                lease,
+                description,
+                client,
+                any_port,
+                work,
+                notes,
+            )
+        except GatewayTimeout:
+            self._take_back(external_port, protocol, deadline)
+            raise
+
+        granted = lease
+        try:
+            entry = self._igd.get_port_mapping(external_port, protocol, deadline=work)
+        except NatfwdError as exc:
+            log.debug("could not read back the new mapping: %s", exc)
+            entry = None
+        if entry is not None:
+            granted = entry.lease
+            if lease and granted and granted < lease - 5:
+                notes.append(
+                    f"the gateway granted a lease of {granted} s instead of {lease} s"
+                )
+            elif lease and not granted:
+                notes.append("the gateway made the mapping permanent")
+
+        try:
+            address = self._igd.external_address(deadline=work)
+        except NatfwdError as exc:
+            log.debug("could not read the external address: %s", exc)
+            address = ""
+        double_nat = not upnp.is_public(address)
+        if double_nat:
+            notes.append(
+                "the gateway's WAN address is "
+                + (f"private ({address})" if address else "unknown")
+                + ": another NAT may lie beyond it"
+            )
+        return Mapping(
+            method=self.method,
+            protocol=protocol,
+            internal_address=client,
+            internal_port=internal_port,
+            external_port=external_port,
+            external_address=address,
+            lease=granted,
+            description=description,
+            double_nat=double_nat,
+            notes=tuple(notes),
+        )
+
+    def _add_with_fallbacks(
+        self,
+        internal_port,
+        external_port,
+        protocol,
+        lease,
+        description,
+        client,
+        any_port,
+        deadline,
+        notes,
+    ):
+        """AddPortMapping, with what real routers need; returns (port, lease)."""
+        igd = self._igd
+
+        def add(port: int, seconds: int) -> None:
+            igd.add_port_mapping(
+                port,
+                internal_port,
+                client,
+                protocol,
+                description,
+                seconds,
+                deadline=deadline,
+            )
+
+        try:
+            add(external_port, lease)
+            return external_port, lease
+        except PortInUse as exc:
+            holder = exc.holder
+            if holder is not None and (
+                holder.internal_client,
+                holder.internal_port,
+            ) == (
+                client,
+                internal_port,
+            ):
+                # Ours already (a restart, or a gateway that refuses to
+                # update in place): replace it.
+                igd.delete_port_mapping(external_port, protocol, deadline=deadline)
+                add(external_port, lease)
+                notes.append(
+                    "replaced an earlier mapping of the same port to this host"
+                )
+                return external_port, lease
+            if not any_port:
+                raise
+            port = self._another_port(
+                internal_port,
+                external_port,
+                protocol,
+                lease,
+                description,
+                client,
+                deadline,
+            )
+            notes.append(
+                f"external port {external_port} was taken; the gateway gave {port}"
+            )
+            return port, lease
+        except UPnPError as exc:
+            if exc.code != UPnPErrorCode.ONLY_PERMANENT_LEASES_SUPPORTED or lease == 0:
+                raise
+            add(external_port, 0)
+            notes.append(
+                "the gateway only grants permanent leases: the mapping is permanent"
+            )
+            return external_port, 0
+
+    def _another_port(
+        self,
+        internal_port,
+        external_port,
+        protocol,
+        lease,
+        description,
+        client,
+        deadline,
+    ) -> int:
+        igd = self._igd
+        if igd.version >= 2:
+            return igd.add_any_port_mapping(
+                external_port,
+                internal_port,
+                client,
+                protocol,
+                description,
+                lease,
+                deadline=deadline,
+            )
+        rng = random.SystemRandom()
+        for _ in range(ALTERNATE_PORT_TRIES):
+            port = rng.randrange(1024, 65536)
+            try:
+                igd.add_port_mapping(
+                    port,
+                    internal_port,
+                    client,
+                    protocol,
+                    description,
+                    lease,
+                    deadline=deadline,
+                )
+            except PortInUse:
+                continue
+            return port
+        raise PortInUse(
+            "AddPortMapping",
+            f"external port {external_port}/{protocol} is mapped already and "
+            f"{ALTERNATE_PORT_TRIES} other ports were taken too",
+            gateway=self.address,
+        )
+
+    def _take_back(self, external_port, protocol, deadline) -> None:
+        try:
+            self._igd.delete_port_mapping(
+                external_port, protocol, deadline=deadline.within(CLEANUP_RESERVE)
+            )
+        except UPnPError as exc:
+            if exc.code != UPnPErrorCode.NO_SUCH_ENTRY_IN_ARRAY:
+                log.warning("could not take back the timed-out mapping: %s", exc)
+        except NatfwdError as exc:
+            log.warning("could not take back the timed-out mapping: %s", exc)
+
+    def _remove(self, internal_port, external_port, protocol, deadline) -> None:
+        self._igd.delete_port_mapping(external_port, protocol, deadline=deadline)
+
+
+# -- finding the gateway -------------------------------------------------------
+
+
+def _find_natpmp(gateway: str | None, deadline: Deadline) -> NATPMPGateway:
+    client = natpmp.Client(gateway)
+    try:
+        public = client.public_address(deadline=deadline)
+    except BaseException:
+        client.close()
+        raise
+    return NATPMPGateway(client, public)
+
+
+def _find_upnp(
+    upnp_url: str | None, interface: str | None, deadline: Deadline
+) -> UPnPGateway:
+    if upnp_url is not None:
+        igd = upnp.IGD(upnp_url, deadline=deadline)
+        return UPnPGateway(igd, igd.status(deadline=deadline))
+    devices = upnp.discover(deadline=deadline, interface=interface, first=True)
+    if not devices:
+        raise GatewayNotFound("no IGD answered the UPnP search")
+    igd, status = upnp.IGD.select(devices, deadline=deadline)
+    return UPnPGateway(igd, status)
+
+
+class _Race:
+    """Runs the finders side by side; the first to succeed wins.
+
+    A finder that succeeds after the winner closes what it found, so a slow
+    loser never leaks a socket or miniupnpc's memory.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._settled = threading.Event()
+        self._winner: Gateway | None = None
+        self._errors: dict[str, BaseException] = {}
+        self._pending = 0
+
+    def run(self, finders: dict[str, object], deadline: Deadline) -> Gateway:
+        self._pending = len(finders)
+        for name, finder in finders.items():
+            threading.Thread(
+                target=self._attempt,
+                args=(name, finder),
+                name=f"natfwd: {name}",
+                daemon=True,
+            ).start()
+
+        self._settled.wait(deadline.remaining())
+
+        with self._lock:
+            if self._winner is not None:
+                return self._winner
+            self._settled.set()  # losers arriving later close what they find
+            errors = dict(self._errors)
+        raise _no_gateway(errors, timed_out=len(errors) < len(finders))
+
+    def _attempt(self, name: str, finder) -> None:
+        try:
+            found = finder()
+        except BaseException as exc:
+            with self._lock:
+                self._errors[name] = exc
+                self._pending -= 1
+                if not self._pending:
+                    self._settled.set()
+            return
+        with self._lock:
+            if self._winner is None and not self._settled.is_set():
+                self._winner = found
+                self._settled.set()
+                return
+        found.close()
+
+
+def _no_gateway(errors: dict[str, BaseException], *, timed_out: bool) -> NatfwdError:
+    unexpected = [e for e in errors.values() if not isinstance(e, NatfwdError)]
+    if unexpected:
+        return unexpected[0]
+    if len(errors) == 1:
+        return next(iter(errors.values()))
+    reasons = "; ".join(f"{name}: {exc}" for name, exc in errors.items())
+    if timed_out:
+        reasons = reasons + "; " if reasons else ""
+        reasons += "no answer before the deadline"
+    return GatewayNotFound(f"no gateway found ({reasons})")
+
+
+def find_gateway(
+    *,
+    via: Method | str = "auto",
+    gateway: str | None = None,
+    upnp_url: str | None = None,
+    interface: str | None = None,
+    timeout: float | None = None,
+    deadline: Deadline | None = None,
+) -> Gateway:
+    """Find the gateway, by NAT-PMP and UPnP at once unless *via* says one.
+
+    *gateway* skips the route lookup for NAT-PMP; *upnp_url* skips the UPnP
+    search and uses that description URL; *interface* picks where to search.
+    Raises GatewayNotFound, naming what each protocol answered.
+    """
+    if via not in ("auto", "natpmp", "upnp", Method.NATPMP, Method.UPNP):
+        raise InvalidArgument(f"via must be 'auto', 'natpmp' or 'upnp', not {via!r}")
+    via = str(via)
+    if gateway is not None:
+        gateway = check_address(gateway, "gateway")
+    deadline = _deadline(timeout, deadline)
+
+    finders = {}
+    if via in ("auto", "natpmp"):
+        finders["NAT-PMP"] = lambda: _find_natpmp(gateway, deadline)
+    if via in ("auto", "upnp"):
+        finders["UPnP"] = lambda: _find_upnp(upnp_url, interface, deadline)
+    if via == "auto":
+        finders = _available(finders)
+
+    return _Race().run(finders, deadline)
+
+
+def _available(finders: dict) -> dict:
+    """Leave out backends this build lacks; fail only if none is left."""
+    usable = {}
+    missing = []
+    for name, finder in finders.items():
+        try:
+            (_bindings.natpmp if name == "NAT-PMP" else _bindings.miniupnpc)()
+        except BackendUnavailable as exc:
+            missing.append(exc)
+            continue
+        usable[name] = finder
+    if not usable:
+        raise missing[0]
+    return usable
+
+
+@contextlib.contextmanager
+def forward(
+    internal_port: int,
+    external_port: int | None = None,
+    protocol: Protocol | str = Protocol.TCP,
+    *,
+    lease: int = DEFAULT_LEASE,
+    description: str = DEFAULT_DESCRIPTION,
+    timeout: float | None = None,
+    **find: object,
+) -> Iterator[Mapping]:
+    """Map a port for the duration of a ``with`` block, then remove it."""
+    with find_gateway(timeout=timeout, **find) as gw:
+        yield gw.add(
+            internal_port,
+            external_port,
+            protocol,
+            lease=lease,
+            description=description,
+            timeout=timeout,
+        )

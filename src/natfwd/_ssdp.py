@@ -1,0 +1,187 @@
+"""SSDP search for Internet Gateway Devices.
+
+miniupnpc's own search waits for a quiet period of at least one second
+after the last answer. natfwd sends the M-SEARCH itself and stops at the
+first gateway that answers, retransmitting with backoff until the deadline;
+miniupnpc then fetches and parses the device description. A gateway on the
+LAN typically answers within a few milliseconds.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import selectors
+import socket
+import struct
+import sys
+import time
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from natfwd._deadline import Deadline
+from natfwd._exceptions import InvalidArgument
+
+__all__ = ["SEARCH_TARGETS", "Response", "search"]
+
+log = logging.getLogger("natfwd.upnp")
+wire = logging.getLogger("natfwd.wire")
+
+MULTICAST_GROUP = "239.255.255.250"
+SSDP_PORT = 1900
+
+# Searched together in one burst; an IGD answers at least one of them.
+SEARCH_TARGETS = (
+    "urn:schemas-upnp-org:device:InternetGatewayDevice:1",
+    "urn:schemas-upnp-org:device:InternetGatewayDevice:2",
+    "urn:schemas-upnp-org:service:WANIPConnection:1",
+    "urn:schemas-upnp-org:service:WANPPPConnection:1",
+)
+
+# Retransmit after these many seconds from the start (UDP may be lost).
+RETRANSMIT_AT = (0.0, 0.25, 0.75, 1.75, 3.75)
+
+MAX_DATAGRAM = 8192
+MAX_RESPONSES = 64
+
+
+@dataclass(frozen=True)
+class Response:
+    """One SSDP answer: where the device's description is, and who sent it."""
+
+    location: str
+    st: str
+    usn: str
+    source: str
+
+
+def _request(target: str) -> bytes:
+    return (
+        "M-SEARCH * HTTP/1.1\r\n"
+        f"HOST: {MULTICAST_GROUP}:{SSDP_PORT}\r\n"
+        'MAN: "ssdp:discover"\r\n'
+        "MX: 1\r\n"
+        f"ST: {target}\r\n"
+        "\r\n"
+    ).encode("ascii")
+
+
+def parse_response(data: bytes, source: str) -> Response | None:
+    """A Response from one datagram, or None if it is not a usable answer."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    lines = text.split("\r\n")
+    if not lines[0].startswith("HTTP/1.") or lines[0].split()[1:2] != ["200"]:
+        return None
+
+    headers: dict[str, str] = {}
+    for line in lines[1:]:
+        name, sep, value = line.partition(":")
+        if sep:
+            headers.setdefault(name.strip().lower(), value.strip())
+    location = headers.get("location", "")
+    st = headers.get("st", "")
+
+    parts = urlsplit(location)
+    if parts.scheme != "http" or not parts.hostname or len(location) > 1024:
+        return None
+    if st not in SEARCH_TARGETS:
+        return None
+    return Response(location=location, st=st, usn=headers.get("usn", ""), source=source)
+
+
+def _multicast_socket(interface: str | None) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM, socket.IPPROTO_UDP)
+    try:
+        sock.setblocking(False)
+        sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, 2)
+        if interface is not None:
+            sock.setsockopt(
+                socket.IPPROTO_IP, socket.IP_MULTICAST_IF, _interface_option(interface)
+            )
+        sock.bind(("", 0))
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def _interface_option(interface: str) -> bytes:
+    """The IP_MULTICAST_IF value for an interface given by address or name."""
+    try:
+        return socket.inet_aton(str(ipaddress.IPv4Address(interface)))
+    except ValueError:
+        pass
+    if not sys.platform.startswith("linux"):
+        raise InvalidArgument(
+            f"interface must be given by its IPv4 address here, not {interface!r}"
+        )
+    try:
+        index = socket.if_nametoindex(interface)
+    except OSError as exc:
+        raise InvalidArgument(f"no network interface named {interface!r}") from exc
+    # struct ip_mreqn: multicast group, local address, interface index.
+    return struct.pack("=4s4si", b"\0" * 4, b"\0" * 4, index)
+
+
+def search(
+    deadline: Deadline,
+    *,
+    interface: str | None = None,
+    first: bool = True,
+) -> list[Response]:
+    """Search for IGDs until *deadline*, or until the first answer if *first*.
+
+    Answers come back in the order they arrived, each location once.
+    """
+    found: dict[str, Response] = {}
+    start = time.monotonic()
+    pending = list(RETRANSMIT_AT)
+
+    with _multicast_socket(interface) as sock, selectors.DefaultSelector() as sel:
+        sel.register(sock, selectors.EVENT_READ)
+        while not deadline.expired() and len(found) < MAX_RESPONSES:
+            elapsed = time.monotonic() - start
+            while pending and pending[0] <= elapsed:
+                pending.pop(0)
+                _send_burst(sock)
+            wait = deadline.remaining()
+            if pending:
+                wait = min(wait, pending[0] - elapsed)
+            if not sel.select(max(0.0, wait)):
+                continue
+
+            _receive(sock, found)
+            if first and found:
+                break
+    return list(found.values())
+
+
+def _send_burst(sock: socket.socket) -> None:
+    for target in SEARCH_TARGETS:
+        wire.debug("SSDP M-SEARCH for %s", target)
+        try:
+            sock.sendto(_request(target), (MULTICAST_GROUP, SSDP_PORT))
+        except OSError as exc:
+            log.debug("SSDP search could not be sent: %s", exc)
+
+
+def _receive(sock: socket.socket, found: dict[str, Response]) -> None:
+    while True:
+        try:
+            data, (source, _port) = sock.recvfrom(MAX_DATAGRAM)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            log.debug("SSDP receive failed: %s", exc)
+            return
+        response = parse_response(data, source)
+        if response is None:
+            wire.debug("SSDP ignored %d bytes from %s", len(data), source)
+            continue
+        wire.debug(
+            "SSDP answer from %s: %s at %s", source, response.st, response.location
+        )
+        found.setdefault(response.location, response)
