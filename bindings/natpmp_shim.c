@@ -32,10 +32,13 @@ natfwd_natpmp_timeout_ms(natpmp_t *p, long *milliseconds)
 
     if (r < 0)
         return r;
+    /* Rounded up: a caller that sleeps this long must find the retry due,
+     * not wake a fraction of a millisecond early and poll until it is. */
     if (tv.tv_sec < 0)
         *milliseconds = 0;
     else
-        *milliseconds = (long)tv.tv_sec * 1000L + (long)(tv.tv_usec / 1000);
+        *milliseconds = (long)tv.tv_sec * 1000L
+                        + (long)((tv.tv_usec + 999) / 1000);
     return 0;
 }
 
