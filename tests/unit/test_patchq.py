@@ -605,3 +605,49 @@ def test_rebase_moves_pin_and_drops_upstreamed_patch(project: Path, tmp_path: Pa
     patchq(project, "apply", "--offline")
     patchq(project, "table")
     patchq(project, "check", "--offline")
+
+
+def test_rebase_edit_resolves_conflicts_with_git(project: Path, tmp_path: Path):
+    make_queue(project)
+    release = new_release(
+        project,
+        tmp_path,
+        "9.9.7",
+        {
+            "src/minixml.c": ("#include <string.h>", "#include <string.h>\n/* one */"),
+            "src/upnpreplyparse.c": ("#include <string.h>", "#include <strings.h>"),
+        },
+    )
+    sha = hashlib.sha256(release.read_bytes()).hexdigest()
+    args = ["--version", "9.9.7", "--sha256", sha, "--tarball", str(release)]
+
+    proc = patchq(project, "rebase", "miniupnpc", "--edit", *args)
+
+    assert "git rebase stopped at a conflict" in proc.stderr
+    work = project / "vendor" / "miniupnpc" / ".work"
+    refused = patchq(project, "refresh", "miniupnpc", ok=False)
+    assert "rebase is in progress" in refused.stderr
+
+    # Resolve: the new release's include, then the local patch's line.
+    path = work / "miniupnpc" / "src" / "upnpreplyparse.c"
+    resolved = git(work, "show", "pristine:miniupnpc/src/upnpreplyparse.c").replace(
+        "#include <strings.h>", "#include <strings.h>\n/* local */", 1
+    )
+    path.write_text(resolved, encoding="latin-1")
+    git(work, "add", "miniupnpc/src/upnpreplyparse.c")
+    subprocess.run(
+        ["git", "-c", "core.editor=true", "rebase", "--continue"],
+        cwd=work,
+        env=dict(os.environ, **AUTHOR),
+        check=True,
+        capture_output=True,
+    )
+    patchq(project, "refresh", "miniupnpc")
+
+    names = sorted(p.name for p in (project / "patches" / "miniupnpc").iterdir())
+    assert names == ["0002-Two-at-the-end.patch", "0003-Local-only.patch", "series"]
+    local = (project / "patches" / "miniupnpc" / "0003-Local-only.patch").read_text()
+    assert " #include <strings.h>\n+/* local */\n" in local
+    patchq(project, "apply", "--offline")
+    patchq(project, "table")
+    patchq(project, "check", "--offline")
