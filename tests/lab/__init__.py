@@ -21,7 +21,7 @@ Modules: :mod:`lab.topology` (the :class:`Lab` itself, namespaces, daemon),
 import logging
 
 from .gateway import VARIANTS, Lease, Mapping, Variant
-from .peers import PEERS, PeerBuildError, peer_path
+from .peers import PEERS, PeerBuildError, peer_bin_dir, peer_path
 from .topology import EchoServer, Lab, LabError, cleanup_stale, list_labs
 
 __all__ = [
@@ -36,6 +36,7 @@ __all__ = [
     "Variant",
     "cleanup_stale",
     "list_labs",
+    "peer_bin_dir",
     "peer_path",
 ]
 

@@ -34,7 +34,7 @@ import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["PEERS", "Peer", "PeerBuildError", "peer_path", "peers_dir"]
+__all__ = ["PEERS", "Peer", "PeerBuildError", "peer_bin_dir", "peer_path", "peers_dir"]
 
 log = logging.getLogger("natfwd.lab.peers")
 
@@ -218,3 +218,23 @@ def peer_path(name: str, *, offline: bool = False) -> Path:
         if program.is_file():
             return program
         return _build(peer, home, offline)
+
+
+def peer_bin_dir(*, offline: bool = False) -> Path:
+    """Build every peer and return a folder of links to them, for ``PATH``.
+
+    The links are named after the programs: ``miniupnpd``, ``upnpc`` and
+    ``natpmpc``.
+    """
+    bin_dir = peers_dir() / "bin"
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    for name in PEERS:
+        program = peer_path(name, offline=offline)
+        link = bin_dir / name
+        if link.is_symlink() and link.resolve() == program:
+            continue
+        partial = bin_dir / f".{name}.new"
+        partial.unlink(missing_ok=True)
+        partial.symlink_to(program)
+        partial.replace(link)
+    return bin_dir

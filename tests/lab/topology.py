@@ -121,13 +121,20 @@ def _run(
 
 
 def _process_start_time(pid: int) -> int | None:
-    """Return the kernel's start time of process *pid*, or None if it is gone."""
+    """Return the kernel's start time of process *pid*, or None if it is gone.
+
+    A zombie (exited, not yet reaped) counts as gone.
+    """
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
-    # Field 22, counted after the command name, which may hold spaces.
-    return int(stat.rsplit(")", 1)[1].split()[19])
+    # Fields 3 (state) and 22 (start time), counted after the command name,
+    # which may hold spaces.
+    fields = stat.rsplit(")", 1)[1].split()
+    if fields[0] in ("Z", "X"):
+        return None
+    return int(fields[19])
 
 
 def _alive(pid: int, start_time: int | None) -> bool:
