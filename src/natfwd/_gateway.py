@@ -508,7 +508,11 @@ class UPnPGateway(Gateway):
             entry = None
         if entry is not None:
             granted = entry.lease
-            if lease and granted and granted < lease - 5:
+            if not lease and granted:
+                notes.append(
+                    f"the gateway has no permanent leases; it granted {granted} s"
+                )
+            elif lease and granted and granted < lease - 5:
                 notes.append(
                     f"the gateway granted a lease of {granted} s instead of {lease} s"
                 )
@@ -602,6 +606,15 @@ class UPnPGateway(Gateway):
             )
             return port, lease
         except UPnPError as exc:
+            if exc.code == UPnPErrorCode.ACTION_NOT_AUTHORIZED:
+                whom = "another host" if client != igd.lan_address else "this host"
+                raise UPnPError(
+                    exc.action,
+                    exc.code,
+                    f"the gateway does not allow mapping ports to {whom} "
+                    f"({client}): UPnP error 606 (ACTION_NOT_AUTHORIZED)",
+                    gateway=self.address,
+                ) from exc
             if exc.code != UPnPErrorCode.ONLY_PERMANENT_LEASES_SUPPORTED or lease == 0:
                 raise
             add(external_port, 0)

@@ -10,6 +10,7 @@ happened; see EXIT_CODES and docs/cli.md.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import sys
@@ -255,7 +256,12 @@ class Context:
         self.args = args
         self.deadline = Deadline(args.timeout)
 
-    def find_gateway(self, via: str | None = None):
+    def find_gateway(self, via: str | None = None) -> natfwd.Gateway:
+        """The gateway, found within the command's deadline.
+
+        Commands close it without removing what they added: a mapping made
+        by ``natfwd add`` outlives the process, by design.
+        """
         return natfwd.find_gateway(
             via=via or self.args.via,
             gateway=self.args.gateway,
@@ -274,7 +280,7 @@ class Context:
 
 
 def cmd_status(ctx: Context) -> int:
-    with ctx.find_gateway() as gateway:
+    with contextlib.closing(ctx.find_gateway()) as gateway:
         status = gateway.status(deadline=ctx.deadline)
 
     doc = status.to_json()
@@ -300,7 +306,7 @@ def cmd_add(ctx: Context) -> int:
     except ValueError as exc:
         raise UsageError(str(exc)) from None
 
-    with ctx.find_gateway() as gateway:
+    with contextlib.closing(ctx.find_gateway()) as gateway:
         mapping = gateway.add(
             internal,
             external,
@@ -325,8 +331,17 @@ def cmd_add(ctx: Context) -> int:
 
 def cmd_remove(ctx: Context) -> int:
     internal, external, protocol = parse_spec(ctx.args.spec)
+    # UPnP can remove any mapping, whoever made it; NAT-PMP only its own.
+    via = ctx.args.via
+    if via == "auto" and not (ctx.args.gateway and not ctx.args.upnp_url):
+        try:
+            gateway = ctx.find_gateway("upnp")
+        except (natfwd.GatewayNotFound, natfwd.BackendUnavailable):
+            gateway = ctx.find_gateway("natpmp")
+    else:
+        gateway = ctx.find_gateway()
 
-    with ctx.find_gateway() as gateway:
+    with contextlib.closing(gateway):
         try:
             gateway.remove(internal, external, protocol, deadline=ctx.deadline)
             removed = True
@@ -361,7 +376,7 @@ def cmd_remove(ctx: Context) -> int:
 
 def cmd_list(ctx: Context) -> int:
     via = "upnp" if ctx.args.via == "auto" else ctx.args.via
-    with ctx.find_gateway(via) as gateway:
+    with contextlib.closing(ctx.find_gateway(via)) as gateway:
         mappings = gateway.mappings(deadline=ctx.deadline)
 
     doc = [
@@ -388,7 +403,7 @@ def cmd_list(ctx: Context) -> int:
 
 
 def cmd_external_ip(ctx: Context) -> int:
-    with ctx.find_gateway() as gateway:
+    with contextlib.closing(ctx.find_gateway()) as gateway:
         address = gateway.external_address(deadline=ctx.deadline)
         method = gateway.method.value
 
