@@ -20,11 +20,11 @@ before any virtual environment exists.
 from __future__ import annotations
 
 import hashlib
+import http.client
 import logging
 import os
 import shutil
 import tempfile
-import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator, Sequence
@@ -260,7 +260,7 @@ def fetch_verified(
             os.chmod(partial_path, 0o644)
             os.replace(partial_path, target)
             return target
-        except (urllib.error.URLError, OSError, FetchError) as exc:
+        except (OSError, ValueError, http.client.HTTPException, FetchError) as exc:
             if isinstance(exc, ChecksumMismatch):
                 raise
             reason = getattr(exc, "reason", None) or exc

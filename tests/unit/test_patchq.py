@@ -651,3 +651,19 @@ def test_rebase_edit_resolves_conflicts_with_git(project: Path, tmp_path: Path):
     patchq(project, "apply", "--offline")
     patchq(project, "table")
     patchq(project, "check", "--offline")
+
+
+@pytest.mark.parametrize(
+    "verb", ["fetch", "apply", "check", "table", "edit", "refresh", "export", "rebase"]
+)
+def test_every_verb_has_help(verb: str, tmp_path: Path):
+    proc = patchq(tmp_path, verb, "--help")
+
+    assert proc.stdout.startswith(f"usage: patchq {verb}")
+
+
+def test_unknown_library_is_quoted(tmp_path: Path):
+    proc = patchq(tmp_path, "apply", "libfoo", ok=False)
+
+    assert proc.returncode == 2
+    assert "unknown library 'libfoo'" in proc.stderr
