@@ -10,6 +10,7 @@ as documented in :mod:`lab.topology`.
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -19,7 +20,7 @@ from pathlib import Path
 import pytest
 from lab import Lab, Mapping, cleanup_stale, list_labs
 from lab.gateway import count_rules, parse_leases, parse_mappings
-from lab.topology import _netns_names
+from lab.topology import _netns_names, _process_start_time
 
 lab_test = pytest.mark.lab
 
@@ -396,5 +397,50 @@ def test_labs_of_a_killed_process_are_removed(lab_prerequisites: None) -> None:
     assert "killed-owner" in cleanup_stale()
     assert "killed-owner" not in list_labs()
     assert not [n for n in _netns_names() if n.startswith("nfl-killed-owner-")]
-    daemon = Path(f"/proc/{state['miniupnpd_pid']}")
-    assert not daemon.exists(), "the dead lab's miniupnpd is still running"
+    daemon = state["miniupnpd_pid"]
+    assert _process_start_time(daemon) is None, f"miniupnpd {daemon} still runs"
+
+
+@lab_test
+def test_tools_lab_runs_a_persistent_lab(lab_prerequisites: None) -> None:
+    name = f"cli{os.getpid()}"
+
+    def tool(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, str(TESTS.parent / "tools" / "lab"), *args],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+
+    try:
+        up = tool("up", "--name", name, "--variant", "natpmp")
+        assert up.returncode == 0, up.stderr
+        assert f"tools/lab down --name {name}" in up.stdout
+        assert tool("up", "--name", name).returncode == 1
+
+        state = json.loads(tool("status", "--json").stdout)[name]
+        assert (state["variant"], state["persistent"]) == ("natpmp", True)
+        assert name not in cleanup_stale(), "a persistent lab was removed"
+
+        shown = tool("exec", "--name", name, "--", "ip", "-br", "addr", "show", "eth0")
+        assert "192.168.50.10/24" in shown.stdout
+        found = tool("exec", "--name", name, "--", "sh", "-c", "command -v natpmpc")
+        assert found.stdout.strip().endswith("/natpmpc")
+        assert tool("exec", "--name", name, "--", "sh", "-c", "exit 3").returncode == 3
+        wan = tool("exec", "--name", name, "--on", "wan", "--", "ip", "-br", "addr")
+        assert "203.0.113.1/24" in wan.stdout
+
+        lab = Lab.attach(name)
+        assert lab.natpmp_map(8080, 8080) is not None
+        listed = tool("mappings", "--name", name)
+        assert "TCP 203.0.113.10:8080 -> 192.168.50.10:8080 from any" in listed.stdout
+        restarted = tool("restart", "--name", name, "--forget")
+        assert "0 mapping(s) restored" in restarted.stdout
+    finally:
+        down = tool("down", "--name", name)
+
+    assert down.returncode == 0, down.stderr
+    assert name not in list_labs()
+    assert not [n for n in _netns_names() if n.startswith(f"nfl-{name}-")]
