@@ -495,6 +495,9 @@ def test_valid_igd_behind_carrier_nat(miniupnpc, igd: LoopbackIGD):
 
 
 def test_valid_igd_not_an_igd(miniupnpc, igd: LoopbackIGD):
-    state, _, _ = valid_igd(miniupnpc, igd, "missing.xml")
+    """A device that answers, but with no IGD description, is another device."""
+    state, lanaddr, _ = valid_igd(miniupnpc, igd, "missing.xml")
 
-    assert state in (miniupnpc.lib.NATFWD_IGD_NONE, miniupnpc.lib.NATFWD_IGD_NOT_IGD)
+    assert state == miniupnpc.lib.NATFWD_IGD_NOT_IGD
+    assert lanaddr == "127.0.0.1"
+    assert igd.requests == []
