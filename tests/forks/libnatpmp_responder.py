@@ -10,11 +10,14 @@ requests outnumber them); a comma-separated reply sends several datagrams in
 a row, and an empty one an empty datagram. Each request received is printed
 as ``request HEX``. It stops after ``--max-requests`` requests or
 ``--timeout`` seconds, whichever comes first, so it never outlives its test.
+On SIGTERM it first reports the requests already queued on its socket, so a
+test that stops it right after its client exits still sees every request.
 """
 
 from __future__ import annotations
 
 import argparse
+import signal
 import socket
 import sys
 import time
@@ -43,14 +46,15 @@ def datagrams(reply: str) -> list[bytes]:
         raise SystemExit(f"responder: --reply {reply!r} is not hex: {exc}") from exc
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    replies = [datagrams(r) for r in args.reply]
+class Stop(Exception):
+    """SIGTERM arrived."""
 
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.bind((args.address, NATPMP_PORT))
-    print("ready", flush=True)
 
+def stop(signum, frame) -> None:
+    raise Stop
+
+
+def serve(sock: socket.socket, replies: list[list[bytes]], args) -> None:
     deadline = time.monotonic() + args.timeout
     for count in range(args.max_requests):
         left = deadline - time.monotonic()
@@ -66,7 +70,30 @@ def main(argv: list[str] | None = None) -> int:
         for datagram in replies[min(count, len(replies) - 1)] if replies else []:
             sock.sendto(datagram, peer)
 
-    sock.close()
+
+def drain(sock: socket.socket) -> None:
+    sock.setblocking(False)
+    while True:
+        try:
+            request = sock.recv(64)
+        except BlockingIOError:
+            return
+        print(f"request {request.hex()}", flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    replies = [datagrams(r) for r in args.reply]
+    signal.signal(signal.SIGTERM, stop)
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind((args.address, NATPMP_PORT))
+        print("ready", flush=True)
+        try:
+            serve(sock, replies, args)
+        except Stop:
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            drain(sock)
     return 0
 
 
