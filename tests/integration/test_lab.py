@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
-from lab import Lab, Mapping, cleanup_stale, list_labs
+from lab import Lab, LabError, Mapping, cleanup_stale, list_labs
 from lab.gateway import count_rules, parse_leases, parse_mappings
 from lab.topology import _netns_names, _process_start_time
 
@@ -444,3 +444,19 @@ def test_tools_lab_runs_a_persistent_lab(lab_prerequisites: None) -> None:
     assert down.returncode == 0, down.stderr
     assert name not in list_labs()
     assert not [n for n in _netns_names() if n.startswith(f"nfl-{name}-")]
+
+
+@lab_test
+def test_labs_coexist_and_a_name_clash_harms_neither(
+    lab_natpmp: Lab, lab_upnp: Lab
+) -> None:
+    assert lab_natpmp.natpmp_address() is not None
+    assert lab_upnp.natpmp_address() is None
+
+    clash = Lab("all", name=lab_natpmp.name)
+    with pytest.raises(LabError, match="already exists"):
+        clash.start()
+    clash.close()
+
+    assert lab_natpmp.gateway_running()
+    assert lab_natpmp.natpmp_address() is not None

@@ -205,7 +205,8 @@ def list_labs() -> dict[str, dict]:
     root = run_root()
     if root.is_dir():
         for folder in root.iterdir():
-            labs.setdefault(folder.name, {})
+            if not folder.name.startswith("."):
+                labs.setdefault(folder.name, {})
     for name in labs:
         with contextlib.suppress(OSError, ValueError):
             labs[name] = json.loads((root / name / "state.json").read_text())
@@ -373,6 +374,10 @@ class Lab:
         self._daemon_pid: int | None = None
         self._started = False
         self._closed = False
+        # What close() may remove: only what this handle made or attached to,
+        # never a same-named lab that another process won the race for.
+        self._owned_netns: list[str] = []
+        self._owns_rundir = False
 
     # Addresses and paths. They are the same in every lab: each lab's
     # namespaces are a world of their own.
@@ -444,8 +449,7 @@ class Lab:
 
         self._started = True
         try:
-            self.rundir.mkdir(parents=True)
-            self._write_state()
+            self._make_rundir()
             self._make_namespaces()
             self._configure_gateway()
             self._start_daemon()
@@ -464,10 +468,12 @@ class Lab:
         self._closed = True
 
         self._stop_daemon()
-        for netns in (self.client_ns, self.gateway_ns, self.wan_ns):
-            if netns in _netns_names():
+        existing = _netns_names()
+        for netns in self._owned_netns:
+            if netns in existing:
                 _destroy_netns(netns)
-        shutil.rmtree(self.rundir, ignore_errors=True)
+        if self._owns_rundir:
+            shutil.rmtree(self.rundir, ignore_errors=True)
         log.info("lab %r is down", self.name)
 
     @classmethod
@@ -483,11 +489,32 @@ class Lab:
 
         lab = cls(state["variant"], name=name, **state["options"])
         lab._started = True
+        lab._owned_netns = [lab.client_ns, lab.gateway_ns, lab.wan_ns]
+        lab._owns_rundir = True
         lab._daemon_pid = state.get("miniupnpd_pid")
         lab._miniupnpd = Path(state["miniupnpd"])
         return lab
 
-    def _write_state(self) -> None:
+    def _make_rundir(self) -> None:
+        """Create the lab's folder with its state already inside.
+
+        Another process's :func:`cleanup_stale` takes a folder without state
+        for the remains of a killed set-up, so the folder is filled under a
+        hidden name and then renamed into place in one step.
+        """
+        self.rundir.parent.mkdir(parents=True, exist_ok=True)
+        partial = self.rundir.with_name(f".{self.name}.{os.getpid()}")
+        shutil.rmtree(partial, ignore_errors=True)
+        partial.mkdir()
+        self._write_state(partial)
+        try:
+            partial.rename(self.rundir)
+        except OSError as exc:
+            shutil.rmtree(partial, ignore_errors=True)
+            raise LabError(f"a lab named {self.name!r} already exists") from exc
+        self._owns_rundir = True
+
+    def _write_state(self, folder: Path | None = None) -> None:
         owner = os.getpid()
         state = {
             "name": self.name,
@@ -508,13 +535,15 @@ class Lab:
                 _process_start_time(self._daemon_pid) if self._daemon_pid else None
             ),
         }
-        partial = self.rundir / "state.json.new"
+        folder = folder or self.rundir
+        partial = folder / "state.json.new"
         partial.write_text(json.dumps(state, indent=2) + "\n")
-        partial.replace(self.rundir / "state.json")
+        partial.replace(folder / "state.json")
 
     def _make_namespaces(self) -> None:
         for netns in (self.client_ns, self.gateway_ns, self.wan_ns):
             _run(["ip", "netns", "add", netns])
+            self._owned_netns.append(netns)
             _run(["ip", "-n", netns, "link", "set", "lo", "up"])
 
         _run([
