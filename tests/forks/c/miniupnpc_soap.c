@@ -5,6 +5,7 @@
  *   miniupnpc_soap URL add DESCRIPTION
  *   miniupnpc_soap URL specific
  *   miniupnpc_soap URL generic
+ *   miniupnpc_soap URL delrange SERVICETYPE
  */
 #include <stdio.h>
 #include <string.h>
@@ -21,8 +22,8 @@ main(int argc, char * argv[])
 	int r;
 
 	if(argc < 3) {
-		fprintf(stderr, "usage: %s URL add DESC | specific | generic\n",
-		        argv[0]);
+		fprintf(stderr, "usage: %s URL add DESC | specific | generic"
+		        " | delrange SERVICETYPE\n", argv[0]);
 		return 2;
 	}
 	memset(desc, 0, sizeof(desc));
@@ -40,6 +41,10 @@ main(int argc, char * argv[])
 		                                    client, port, proto, desc,
 		                                    enabled, rhost, lease);
 		printf("ret=%d\nclient=%s\ndesc=%s\n", r, client, desc);
+	} else if(strcmp(argv[2], "delrange") == 0 && argc == 4) {
+		r = UPNP_DeletePortMappingRange(argv[1], argv[3], "4321", "4330",
+		                                "TCP", "0");
+		printf("ret=%d\n", r);
 	} else {
 		fprintf(stderr, "unknown action %s\n", argv[2]);
 		return 2;
