@@ -54,10 +54,14 @@ int main(int argc, char **argv)
 		struct pollfd pfd = { natpmp.s, POLLIN, 0 };
 		struct timeval timeout;
 		long ms = end - now_ms();
+		long due;
 
-		if (getnatpmprequesttimeout(&natpmp, &timeout) == 0 && timeout.tv_sec >= 0
-		    && timeout.tv_sec * 1000L + timeout.tv_usec / 1000L < ms)
-			ms = timeout.tv_sec * 1000L + (timeout.tv_usec + 999) / 1000L;
+		/* a negative wait (a retry already due) is no wait at all */
+		if (getnatpmprequesttimeout(&natpmp, &timeout) == 0) {
+			due = timeout.tv_sec * 1000L + (timeout.tv_usec + 999) / 1000L;
+			if (due < ms)
+				ms = due;
+		}
 		poll(&pfd, 1, ms > 0 ? (int)ms : 0);
 		r = readnatpmpresponseorretry(&natpmp, &response);
 	}
