@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import http.server
 import os
+import socket
 import subprocess
 import threading
 from dataclasses import dataclass, field
@@ -163,3 +164,49 @@ class SoapResponder:
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(timeout=10)
+
+
+class RawResponder:
+    """A server on 127.0.0.1 that answers each request with fixed bytes.
+
+    For HTTP framing tests: the bytes go out exactly as given, then the
+    connection is closed. Serves at most ``count`` connections.
+    """
+
+    def __init__(self, response: bytes, count: int = 1) -> None:
+        self.response = response
+        self.count = count
+        self.requests: list[bytes] = []
+
+    def __enter__(self) -> Self:
+        self._sock = socket.create_server(("127.0.0.1", 0))
+        self._sock.settimeout(30)
+        self._thread = threading.Thread(target=self._serve)
+        self._thread.start()
+        return self
+
+    @property
+    def url(self) -> str:
+        host, port = self._sock.getsockname()[:2]
+        return f"http://{host}:{port}/desc.xml"
+
+    def _serve(self) -> None:
+        for _ in range(self.count):
+            try:
+                conn, _addr = self._sock.accept()
+            except OSError:
+                return
+            with conn:
+                conn.settimeout(10)
+                request = b""
+                while b"\r\n\r\n" not in request:
+                    chunk = conn.recv(4096)
+                    if not chunk:
+                        break
+                    request += chunk
+                self.requests.append(request)
+                conn.sendall(self.response)
+
+    def __exit__(self, *exc) -> None:
+        self._sock.close()
+        self._thread.join(timeout=40)
