@@ -10,8 +10,11 @@ requests outnumber them); a comma-separated reply sends several datagrams in
 a row, and an empty one an empty datagram. Each request received is printed
 as ``request HEX``. It stops after ``--max-requests`` requests or
 ``--timeout`` seconds, whichever comes first, so it never outlives its test.
-On SIGTERM it first reports the requests already queued on its socket, so a
-test that stops it right after its client exits still sees every request.
+With ``--forge-from ADDRESS:PORT --forge HEX``, a second socket bound there
+sends HEX to the client before each reply, as another host (or another port
+of the gateway) forging answers would. On SIGTERM it first reports the
+requests already queued on its socket, so a test that stops it right after
+its client exits still sees every request.
 """
 
 from __future__ import annotations
@@ -34,6 +37,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=[],
         help="hex datagrams sent back for one request, comma-separated",
     )
+    parser.add_argument("--forge-from", help="ADDRESS:PORT of the forger")
+    parser.add_argument("--forge", help="hex datagram the forger sends")
     parser.add_argument("--max-requests", type=int, default=16)
     parser.add_argument("--timeout", type=float, default=10.0)
     return parser.parse_args(argv)
@@ -54,7 +59,16 @@ def stop(signum, frame) -> None:
     raise Stop
 
 
-def serve(sock: socket.socket, replies: list[list[bytes]], args) -> None:
+def forger(args) -> socket.socket | None:
+    if not args.forge_from:
+        return None
+    address, _, port = args.forge_from.rpartition(":")
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind((address, int(port)))
+    return sock
+
+
+def serve(sock, forged, replies: list[list[bytes]], args) -> None:
     deadline = time.monotonic() + args.timeout
     for count in range(args.max_requests):
         left = deadline - time.monotonic()
@@ -67,6 +81,8 @@ def serve(sock: socket.socket, replies: list[list[bytes]], args) -> None:
             break
         print(f"request {request.hex()}", flush=True)
 
+        if forged is not None:
+            forged.sendto(bytes.fromhex(args.forge), peer)
         for datagram in replies[min(count, len(replies) - 1)] if replies else []:
             sock.sendto(datagram, peer)
 
@@ -88,12 +104,16 @@ def main(argv: list[str] | None = None) -> int:
 
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         sock.bind((args.address, NATPMP_PORT))
+        forged = forger(args)
         print("ready", flush=True)
         try:
-            serve(sock, replies, args)
+            serve(sock, forged, replies, args)
         except Stop:
             signal.signal(signal.SIGTERM, signal.SIG_IGN)
             drain(sock)
+        finally:
+            if forged is not None:
+                forged.close()
     return 0
 
 

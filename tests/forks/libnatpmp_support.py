@@ -96,11 +96,23 @@ class Responder:
 
 
 @contextmanager
-def responder(ns: Netns, *replies: str, address: str = GATEWAY, timeout=10.0):
-    """Run the scripted gateway in ``ns`` while the ``with`` block runs."""
+def responder(
+    ns: Netns,
+    *replies: str,
+    address: str = GATEWAY,
+    forge: tuple[str, str] | None = None,
+    timeout: float = 10.0,
+):
+    """Run the scripted gateway in ``ns`` while the ``with`` block runs.
+
+    ``forge`` is (ADDRESS:PORT, HEX): a datagram sent from there before each
+    reply.
+    """
     argv = [sys.executable, RESPONDER, address, "--timeout", str(timeout)]
     for reply in replies:
         argv += ["--reply", reply]
+    if forge is not None:
+        argv += ["--forge-from", forge[0], "--forge", forge[1]]
     proc = subprocess.Popen(
         ns.cmd(*argv), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )

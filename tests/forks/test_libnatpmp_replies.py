@@ -47,8 +47,8 @@ def ns():
         yield ns
 
 
-def ask(ns, client, request, *replies):
-    with responder(ns, *replies) as gateway:
+def ask(ns, client, request, *replies, forge=None):
+    with responder(ns, *replies, forge=forge) as gateway:
         proc = ns.run(client, GATEWAY, *request)
     assert proc.returncode in (0, 1), proc.stdout + proc.stderr
     status, *fields = proc.stdout.splitlines()
@@ -134,3 +134,18 @@ def test_only_replies_to_another_request_mean_no_answer(ns, client):
 
     assert code == NOGATEWAYSUPPORT, fields
     assert requests == [bytes([0, 0])] * 2, "expected one retransmission"
+
+
+# RFC 6886 has the client discard responses that do not come from the
+# gateway's address and port. The library connect()s its socket to the
+# gateway, so the system already drops them; these tests keep it that way.
+@pytest.mark.parametrize(
+    "source", ["127.0.0.2:5351", f"{GATEWAY}:5352"], ids=["other-address", "other-port"]
+)
+def test_reply_from_elsewhere_is_discarded(ns, client, source):
+    forged = "0080" + "0000" + EPOCH + "c6336401"  # 198.51.100.1
+
+    code, fields, _ = ask(ns, client, PUBLIC_REQUEST, PUBLIC_OK, forge=(source, forged))
+
+    assert code == 0, fields
+    assert fields == PUBLIC_FIELDS
