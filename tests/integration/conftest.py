@@ -7,8 +7,8 @@ it restarts the gateway or otherwise must not share one. ``upnpc`` and
 ``natpmpc`` are the paths of the upstream clients, built on first use.
 
 Shared labs are cleaned between tests: :func:`lab_all` and friends delete
-every mapping left behind (and fail the test that left one) so each test
-starts from an empty gateway.
+every mapping left behind (and fail a passing test that left one), so each
+test starts from an empty gateway with a running miniupnpd.
 
 Lab tests need root, ``ip``, ``nft`` and ``ss``, and a C toolchain to build
 the peers. Without them they are skipped, saying why, except under CI
@@ -89,8 +89,8 @@ def natpmpc(lab_prerequisites: None) -> Path:
 
 
 def _start(variant: str, **options: object) -> Lab:
-    _peer("miniupnpd")
     lab = Lab(variant, **options)
+    _peer(lab.variant.daemon)
     try:
         lab.start()
     except LabError as exc:
@@ -98,17 +98,36 @@ def _start(variant: str, **options: object) -> Lab:
     return lab
 
 
-def _clean_between_tests(lab: Lab) -> Iterator[Lab]:
-    """Yield *lab*, then remove what the test left and fail if it left any."""
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    report = yield
+    if report.when == "call":
+        item.stash[_CALL_FAILED] = report.failed
+    return report
+
+
+_CALL_FAILED = pytest.StashKey[bool]()
+
+
+def _clean_between_tests(lab: Lab, request: pytest.FixtureRequest) -> Iterator[Lab]:
+    """Yield *lab*, then remove what the test left behind.
+
+    A test that passed but left a mapping (or killed the daemon) fails at
+    teardown; after a test that failed anyway, the lab is only cleaned.
+    """
     yield lab
 
+    problem = None
     if not lab.gateway_running():
-        lab.restart_gateway(keep_leases=False)
-        pytest.fail(f"miniupnpd died during the test:\n{lab.gateway_log()[-2000:]}")
-    left = lab.mappings()
-    if left:
-        lab.restart_gateway(keep_leases=False)
-        pytest.fail(f"the test left mappings on the gateway: {left}")
+        problem = f"miniupnpd died during the test:\n{lab.gateway_log()[-2000:]}"
+    elif lab.mappings():
+        problem = f"the test left mappings on the gateway: {lab.mappings()}"
+    if problem is None:
+        return
+
+    lab.restart_gateway(keep_leases=False)
+    if not request.node.stash.get(_CALL_FAILED, False):
+        pytest.fail(problem)
 
 
 @pytest.fixture(scope="session")
@@ -136,27 +155,29 @@ def _lab_igdv1_session(lab_prerequisites: None) -> Iterator[Lab]:
 
 
 @pytest.fixture
-def lab_all(_lab_all_session: Lab) -> Iterator[Lab]:
+def lab_all(_lab_all_session: Lab, request: pytest.FixtureRequest) -> Iterator[Lab]:
     """A gateway speaking UPnP IGDv2, NAT-PMP and PCP; empty at the start."""
-    yield from _clean_between_tests(_lab_all_session)
+    yield from _clean_between_tests(_lab_all_session, request)
 
 
 @pytest.fixture
-def lab_upnp(_lab_upnp_session: Lab) -> Iterator[Lab]:
+def lab_upnp(_lab_upnp_session: Lab, request: pytest.FixtureRequest) -> Iterator[Lab]:
     """A gateway speaking UPnP IGDv2 only; empty at the start."""
-    yield from _clean_between_tests(_lab_upnp_session)
+    yield from _clean_between_tests(_lab_upnp_session, request)
 
 
 @pytest.fixture
-def lab_natpmp(_lab_natpmp_session: Lab) -> Iterator[Lab]:
+def lab_natpmp(
+    _lab_natpmp_session: Lab, request: pytest.FixtureRequest
+) -> Iterator[Lab]:
     """A gateway speaking NAT-PMP and PCP only; empty at the start."""
-    yield from _clean_between_tests(_lab_natpmp_session)
+    yield from _clean_between_tests(_lab_natpmp_session, request)
 
 
 @pytest.fixture
-def lab_igdv1(_lab_igdv1_session: Lab) -> Iterator[Lab]:
-    """A gateway describing itself as IGDv1, UPnP only; empty at the start."""
-    yield from _clean_between_tests(_lab_igdv1_session)
+def lab_igdv1(_lab_igdv1_session: Lab, request: pytest.FixtureRequest) -> Iterator[Lab]:
+    """A gateway speaking UPnP IGDv1 only; empty at the start."""
+    yield from _clean_between_tests(_lab_igdv1_session, request)
 
 
 @pytest.fixture

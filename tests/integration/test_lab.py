@@ -148,6 +148,7 @@ def test_upnpc_mapping_lets_inbound_tcp_reach_the_client(
 
         added = _upnpc(lab_all, upnpc, "-a", lab_all.client_ip, "8080", "8080", "TCP")
         assert added.returncode == 0, added.stdout + added.stderr
+        assert "(duration=604800)" in added.stdout
         assert lab_all.mappings() == [
             Mapping("TCP", 8080, lab_all.client_ip, 8080, None, open=True)
         ]
@@ -320,8 +321,11 @@ def test_igdv1_variant_describes_itself_as_igd1(lab_igdv1: Lab, upnpc: Path) -> 
     assert "WANIPConnection:1" in description
     assert lab_igdv1.natpmp_address() is None
 
+    # IGDv1 keeps a lease of 0 as "no expiry"; IGDv2 turns it into a week.
     added = _upnpc(lab_igdv1, upnpc, "-a", lab_igdv1.client_ip, "8080", "8080", "TCP")
     assert added.returncode == 0, added.stdout + added.stderr
+    assert "(duration=0)" in added.stdout
+    assert [lease.expires for lease in lab_igdv1.leases()] == [0]
     _upnpc(lab_igdv1, upnpc, "-d", "8080", "TCP")
     _assert_empty(lab_igdv1)
 

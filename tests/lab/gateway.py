@@ -44,6 +44,8 @@ class Variant:
     natpmp: bool
     igd_version: int | None
     summary: str
+    #: The peer (see :data:`lab.peers.PEERS`) that runs as the daemon.
+    daemon: str = "miniupnpd"
 
 
 VARIANTS: dict[str, Variant] = {
@@ -52,7 +54,7 @@ VARIANTS: dict[str, Variant] = {
         Variant("all", True, True, 2, "UPnP IGDv2, NAT-PMP and PCP"),
         Variant("upnp", True, False, 2, "UPnP IGDv2 only; no NAT-PMP or PCP"),
         Variant("natpmp", False, True, None, "NAT-PMP and PCP only; no UPnP"),
-        Variant("igdv1", True, False, 1, "UPnP with an IGDv1 description only"),
+        Variant("igdv1", True, False, 1, "UPnP IGDv1 only", daemon="miniupnpd-igdv1"),
     )
 }
 
@@ -96,7 +98,8 @@ def render_config(
         ext_ip_line=f"ext_ip={ext_ip}" if ext_ip else "",
         enable_upnp=_yes(variant.upnp),
         enable_pcp_pmp=_yes(variant.natpmp),
-        force_igd_desc_v1=_yes(variant.igd_version == 1),
+        # Only an IGDv2 build knows the option; the IGDv1 build is v1 anyway.
+        igd_line="" if variant.daemon == "miniupnpd-igdv1" else "force_igd_desc_v1=no",
         http_port=http_port,
         lease_file=lease_file,
         uuid=uuid,

@@ -5,9 +5,14 @@ Three peers are built, each with its own upstream build system and no patches:
 ``miniupnpd``
     The gateway daemon (2.3.9: the first release with ``ext_allow_private_ipv4``,
     which the lab needs because its WAN address is a reserved one). Configured
-    for the nftables backend, IGDv2 (IGDv1 is a run-time option), the lease
-    file and manufacturer strings; NAT-PMP and PCP are always compiled in and
-    switched on or off per lab by ``enable_pcp_pmp`` in its configuration.
+    for the nftables backend, IGDv2, the lease file and manufacturer strings;
+    NAT-PMP and PCP are always compiled in and switched on or off per lab by
+    ``enable_pcp_pmp`` in its configuration.
+``miniupnpd-igdv1``
+    The same source configured without ``--igd2``. miniupnpd's run-time
+    ``force_igd_desc_v1`` changes only the device description, while the
+    actions keep IGDv2 rules (a lease of 0 becomes 604800 s); the lab's
+    ``igdv1`` variant runs this build so it behaves as an IGDv1 router does.
 ``upnpc`` and ``natpmpc``
     The pristine upstream command-line clients of the releases natfwd's forks
     start from, for side-by-side checks and benchmarks.
@@ -79,6 +84,28 @@ PEERS: dict[str, Peer] = {
                 "./configure",
                 "--firewall=nftables",
                 "--igd2",
+                "--leasefile",
+                "--vendorcfg",
+                "--disable-tests",
+            ),
+            ("make", "miniupnpd"),
+        ),
+        product="miniupnpd",
+        needs=("libmnl-dev", "libnftnl-dev", "uuid-dev", "libssl-dev"),
+    ),
+    # IGDv1 throughout, not only in its description: lease duration 0 stays
+    # "no expiry", and there are no IGDv2 actions.
+    "miniupnpd-igdv1": Peer(
+        name="miniupnpd-igdv1",
+        version="2.3.9",
+        filename="miniupnpd_2.3.9.orig.tar.gz",
+        sha256="66cb3c3d697ab2bb3a61d3c48628166d6ba328d7c2dbeb95898fdf2a3202af7b",
+        debian_package="miniupnpd",
+        top_directory="miniupnpd-2.3.9",
+        steps=(
+            (
+                "./configure",
+                "--firewall=nftables",
                 "--leasefile",
                 "--vendorcfg",
                 "--disable-tests",

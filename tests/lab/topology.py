@@ -315,7 +315,7 @@ class Lab:
     ``all``     UPnP IGDv2, NAT-PMP and PCP
     ``upnp``    UPnP IGDv2 only
     ``natpmp``  NAT-PMP and PCP only
-    ``igdv1``   UPnP only, with an IGDv1 device description
+    ``igdv1``   UPnP IGDv1 only (a miniupnpd built without IGDv2)
 
     *announce_wan_ip* writes the WAN address into miniupnpd's ``ext_ip``. By
     default it is left out, and then, because the address is a reserved one,
@@ -439,7 +439,7 @@ class Lab:
             if shutil.which(tool) is None:
                 raise LabError(f"the lab needs {tool!r}, which is not on PATH")
 
-        self._miniupnpd = peer_path("miniupnpd", offline=self.offline)
+        self._miniupnpd = peer_path(self.variant.daemon, offline=self.offline)
         cleanup_stale()
         if self.name in list_labs():
             raise LabError(
