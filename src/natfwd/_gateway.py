@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import ipaddress
 import logging
 import random
 import socket
@@ -27,6 +28,7 @@ from natfwd._exceptions import (
     GatewayNotFound,
     GatewayTimeout,
     InvalidArgument,
+    MalformedReply,
     NatfwdError,
     NotSupported,
     PortInUse,
@@ -202,6 +204,14 @@ class Gateway:
             deadline,
         )
 
+        # A renewal replaces the record of the mapping it renews, so a
+        # long-lived Gateway does not collect one record per renewal.
+        self._added = [
+            m
+            for m in self._added
+            if (m.internal_port, m.external_port, m.protocol)
+            != (mapping.internal_port, mapping.external_port, mapping.protocol)
+        ]
         self._added.append(mapping)
         log.info(
             "mapped %s:%d/%s to %s:%d via %s (lease %s)",
@@ -483,6 +493,7 @@ class UPnPGateway(Gateway):
         client = internal_address or self._igd.lan_address
         notes: list[str] = []
         work = deadline.reserve(CLEANUP_RESERVE)
+        tried: dict[int, None] = {}
 
         try:
             external_port, lease = self._add_with_fallbacks(
@@ -495,9 +506,15 @@ class UPnPGateway(Gateway):
                 any_port,
                 work,
                 notes,
+                tried,
             )
-        except GatewayTimeout:
-            self._take_back(external_port, protocol, deadline)
+        except (UPnPError, InvalidArgument):
+            raise  # refused: the gateway made nothing
+        except NatfwdError:
+            # Timed out, or answered what nobody can read: the mapping may
+            # exist all the same.
+            for port in tried:
+                self._take_back(port, protocol, client, internal_port, deadline)
             raise
 
         granted = lease
@@ -505,7 +522,8 @@ class UPnPGateway(Gateway):
             entry = self._igd.get_port_mapping(external_port, protocol, deadline=work)
         except NatfwdError as exc:
             log.debug("could not read back the new mapping: %s", exc)
-            entry = None
+        else:
+            self._check_granted(entry, external_port, protocol, client, internal_port)
         if entry is not None:
             granted = entry.lease
             if not lease and granted:
@@ -555,11 +573,17 @@ class UPnPGateway(Gateway):
         any_port,
         deadline,
         notes,
+        tried,
     ):
-        """AddPortMapping, with what real routers need; returns (port, lease)."""
+        """AddPortMapping, with what real routers need; returns (port, lease).
+
+        Every port asked for is entered in *tried*, unless the gateway said
+        that someone else holds it.
+        """
         igd = self._igd
 
         def add(port: int, seconds: int) -> None:
+            tried[port] = None
             igd.add_port_mapping(
                 port,
                 internal_port,
@@ -574,6 +598,7 @@ class UPnPGateway(Gateway):
             add(external_port, lease)
             return external_port, lease
         except PortInUse as exc:
+            tried.pop(external_port, None)
             holder = exc.holder
             if holder is not None and (
                 holder.internal_client,
@@ -600,6 +625,7 @@ class UPnPGateway(Gateway):
                 description,
                 client,
                 deadline,
+                tried,
             )
             notes.append(
                 f"external port {external_port} was taken; the gateway gave {port}"
@@ -632,6 +658,7 @@ class UPnPGateway(Gateway):
         description,
         client,
         deadline,
+        tried,
     ) -> int:
         igd = self._igd
         if igd.version >= 2:
@@ -647,6 +674,7 @@ class UPnPGateway(Gateway):
         rng = random.SystemRandom()
         for _ in range(ALTERNATE_PORT_TRIES):
             port = rng.randrange(1024, 65536)
+            tried[port] = None
             try:
                 igd.add_port_mapping(
                     port,
@@ -658,6 +686,7 @@ class UPnPGateway(Gateway):
                     deadline=deadline,
                 )
             except PortInUse:
+                tried.pop(port, None)
                 continue
             return port
         raise PortInUse(
@@ -667,19 +696,78 @@ class UPnPGateway(Gateway):
             gateway=self.address,
         )
 
-    def _take_back(self, external_port, protocol, deadline) -> None:
-        try:
-            self._igd.delete_port_mapping(
-                external_port, protocol, deadline=deadline.within(CLEANUP_RESERVE)
+    def _check_granted(
+        self, entry, external_port, protocol, client, internal_port
+    ) -> None:
+        """Whether the gateway holds the mapping it said it made.
+
+        miniupnpc reports success for any reply to AddPortMapping that
+        carries no error code, an empty or unreadable one included; what
+        the gateway reads back is the truth.
+        """
+        if entry is None:
+            raise MalformedReply(
+                f"AddPortMapping: the gateway acknowledged {external_port}/"
+                f"{protocol} but holds no such mapping",
+                gateway=self.address,
             )
+        if entry.internal_port != internal_port or not _same_host(
+            entry.internal_client, client
+        ):
+            raise PortInUse(
+                "AddPortMapping",
+                f"external port {external_port}/{protocol} is mapped to "
+                f"{entry.internal_client}:{entry.internal_port}, not to "
+                f"{client}:{internal_port}",
+                holder=entry,
+                gateway=self.address,
+            )
+
+    def _take_back(self, port, protocol, client, internal_port, deadline) -> None:
+        """Remove the mapping of *port* an add may have left, if it is ours."""
+        cleanup = deadline.within(CLEANUP_RESERVE)
+        try:
+            entry = self._igd.get_port_mapping(port, protocol, deadline=cleanup)
+            if entry is None:
+                return
+            if entry.internal_port != internal_port or not _same_host(
+                entry.internal_client, client
+            ):
+                return  # someone else's
+        except NatfwdError as exc:
+            log.debug("could not read back %d/%s: %s", port, protocol, exc)
+        try:
+            self._igd.delete_port_mapping(port, protocol, deadline=cleanup)
         except UPnPError as exc:
             if exc.code != UPnPErrorCode.NO_SUCH_ENTRY_IN_ARRAY:
-                log.warning("could not take back the timed-out mapping: %s", exc)
+                log.warning("could not take back the mapping of %d: %s", port, exc)
         except NatfwdError as exc:
-            log.warning("could not take back the timed-out mapping: %s", exc)
+            log.warning("could not take back the mapping of %d: %s", port, exc)
 
     def _remove(self, internal_port, external_port, protocol, deadline) -> None:
+        # Some gateways (miniupnpd among them) answer a deletion of a
+        # mapping that does not exist with success; look first, so that the
+        # caller learns the truth.
+        if (
+            self._igd.get_port_mapping(external_port, protocol, deadline=deadline)
+            is None
+        ):
+            raise UPnPError(
+                "DeletePortMapping",
+                UPnPErrorCode.NO_SUCH_ENTRY_IN_ARRAY,
+                f"the gateway has no mapping of external port "
+                f"{external_port}/{protocol}",
+                gateway=self.address,
+            )
         self._igd.delete_port_mapping(external_port, protocol, deadline=deadline)
+
+
+def _same_host(reported: str, client: str) -> bool:
+    """Whether the internal client a gateway reports is *client*."""
+    try:
+        return ipaddress.ip_address(reported.strip()) == ipaddress.ip_address(client)
+    except ValueError:
+        return reported.strip() == client
 
 
 # -- finding the gateway -------------------------------------------------------
@@ -696,12 +784,17 @@ def _find_natpmp(gateway: str | None, deadline: Deadline) -> NATPMPGateway:
 
 
 def _find_upnp(
-    upnp_url: str | None, interface: str | None, deadline: Deadline
+    upnp_url: str | None,
+    gateway: str | None,
+    interface: str | None,
+    deadline: Deadline,
 ) -> UPnPGateway:
     if upnp_url is not None:
         igd = upnp.IGD(upnp_url, deadline=deadline)
         return UPnPGateway(igd, igd.status(deadline=deadline))
-    devices = upnp.discover(deadline=deadline, interface=interface, first=True)
+    devices = upnp.discover(
+        deadline=deadline, interface=interface, first=True, unicast=gateway
+    )
     if not devices:
         raise GatewayNotFound("no IGD answered the UPnP search")
     igd, status = upnp.IGD.select(devices, deadline=deadline)
@@ -783,22 +876,26 @@ def find_gateway(
 ) -> Gateway:
     """Find the gateway, by NAT-PMP and UPnP at once unless *via* says one.
 
-    *gateway* skips the route lookup for NAT-PMP; *upnp_url* skips the UPnP
-    search and uses that description URL; *interface* picks where to search.
-    Raises GatewayNotFound, naming what each protocol answered.
+    *gateway* is the gateway's address: NAT-PMP skips the route lookup and
+    the UPnP search asks that address alone. *upnp_url* skips the UPnP search
+    and uses that description URL; given without *gateway*, it also means
+    UPnP. *interface* picks where to search. Raises GatewayNotFound, naming
+    what each protocol answered.
     """
     if via not in ("auto", "natpmp", "upnp", Method.NATPMP, Method.UPNP):
         raise InvalidArgument(f"via must be 'auto', 'natpmp' or 'upnp', not {via!r}")
     via = str(via)
     if gateway is not None:
         gateway = check_address(gateway, "gateway")
+    if via == "auto" and upnp_url is not None and gateway is None:
+        via = "upnp"
     deadline = _deadline(timeout, deadline)
 
     finders = {}
     if via in ("auto", "natpmp"):
         finders["NAT-PMP"] = lambda: _find_natpmp(gateway, deadline)
     if via in ("auto", "upnp"):
-        finders["UPnP"] = lambda: _find_upnp(upnp_url, interface, deadline)
+        finders["UPnP"] = lambda: _find_upnp(upnp_url, gateway, interface, deadline)
     if via == "auto":
         finders = _available(finders)
 

@@ -55,12 +55,14 @@ class Response:
     source: str
 
 
-def _request(target: str) -> bytes:
+def _request(target: str, host: str = MULTICAST_GROUP) -> bytes:
+    # A unicast search carries no MX: the device answers at once.
+    mx = "MX: 1\r\n" if host == MULTICAST_GROUP else ""
     return (
         "M-SEARCH * HTTP/1.1\r\n"
-        f"HOST: {MULTICAST_GROUP}:{SSDP_PORT}\r\n"
+        f"HOST: {host}:{SSDP_PORT}\r\n"
         'MAN: "ssdp:discover"\r\n'
-        "MX: 1\r\n"
+        f"{mx}"
         f"ST: {target}\r\n"
         "\r\n"
     ).encode("ascii")
@@ -131,11 +133,14 @@ def search(
     *,
     interface: str | None = None,
     first: bool = True,
+    unicast: str | None = None,
 ) -> list[Response]:
     """Search for IGDs until *deadline*, or until the first answer if *first*.
 
-    Answers come back in the order they arrived, each location once.
+    With *unicast*, only the device at that address is asked. Answers come
+    back in the order they arrived, each location once.
     """
+    destination = unicast or MULTICAST_GROUP
     found: dict[str, Response] = {}
     start = time.monotonic()
     pending = list(RETRANSMIT_AT)
@@ -146,7 +151,7 @@ def search(
             elapsed = time.monotonic() - start
             while pending and pending[0] <= elapsed:
                 pending.pop(0)
-                _send_burst(sock)
+                _send_burst(sock, destination)
             wait = deadline.remaining()
             if pending:
                 wait = min(wait, pending[0] - elapsed)
@@ -159,11 +164,11 @@ def search(
     return list(found.values())
 
 
-def _send_burst(sock: socket.socket) -> None:
+def _send_burst(sock: socket.socket, destination: str) -> None:
     for target in SEARCH_TARGETS:
-        wire.debug("SSDP M-SEARCH for %s", target)
+        wire.debug("SSDP M-SEARCH to %s for %s", destination, target)
         try:
-            sock.sendto(_request(target), (MULTICAST_GROUP, SSDP_PORT))
+            sock.sendto(_request(target, destination), (destination, SSDP_PORT))
         except OSError as exc:
             log.debug("SSDP search could not be sent: %s", exc)
 

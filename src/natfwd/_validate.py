@@ -10,12 +10,15 @@ from __future__ import annotations
 import enum
 import ipaddress
 import math
+import unicodedata
+from urllib.parse import urlsplit
 
 from natfwd._exceptions import InvalidArgument
 
 __all__ = [
     "MAX_DESCRIPTION_BYTES",
     "MAX_LEASE",
+    "MAX_TIMEOUT",
     "Protocol",
     "check_address",
     "check_description",
@@ -23,6 +26,7 @@ __all__ = [
     "check_port",
     "check_protocol",
     "check_timeout",
+    "check_url",
 ]
 
 # UPnP leaves the length of NewPortMappingDescription to the device; the
@@ -31,6 +35,22 @@ MAX_DESCRIPTION_BYTES = 255
 
 # NewLeaseDuration is a ui4; NAT-PMP's lifetime is 32 bits too.
 MAX_LEASE = 2**32 - 1
+
+# miniupnpc keeps at most 64 bytes of a host name; a description URL longer
+# than this is no gateway's.
+MAX_HOST_LENGTH = 64
+MAX_URL_LENGTH = 1024
+
+# Far beyond any real exchange, and far below what the OS can wait for.
+MAX_TIMEOUT = 86400.0
+
+# Characters a description may not hold: controls (C0, DEL, C1), line and
+# paragraph separators, lone surrogates (not encodable as UTF-8), and the
+# bidirectional overrides that make stored text display as something else.
+_REFUSED_CATEGORIES = frozenset({"Cc", "Cs", "Zl", "Zp"})
+_BIDI_CONTROLS = frozenset("\u061c\u200e\u200f") | frozenset(
+    chr(c) for c in (*range(0x202A, 0x202F), *range(0x2066, 0x206A))
+)
 
 
 class Protocol(str, enum.Enum):
@@ -82,9 +102,18 @@ def check_description(value: object) -> str:
     """
     if not isinstance(value, str):
         raise InvalidArgument(f"description must be text, not {type(value).__name__}")
-    if any(ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0 for c in value):
+    bad = next(
+        (
+            c
+            for c in value
+            if unicodedata.category(c) in _REFUSED_CATEGORIES or c in _BIDI_CONTROLS
+        ),
+        None,
+    )
+    if bad is not None:
         raise InvalidArgument(
-            f"description must not hold control characters: {value!r}"
+            f"description must be printable text, not {value!r} "
+            f"(U+{ord(bad):04X} is a control character)"
         )
     size = len(value.encode("utf-8"))
     if size > MAX_DESCRIPTION_BYTES:
@@ -99,8 +128,9 @@ def check_lease(value: object) -> int:
     """A lease in whole seconds; 0 asks for a permanent mapping."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise InvalidArgument(f"lease must be a number of seconds, not {value!r}")
-    if isinstance(value, float) and not math.isfinite(value):
-        raise InvalidArgument(f"lease must be finite, not {value!r}")
+    if isinstance(value, float) and not value.is_integer():
+        # int() would make 0.5 a permanent lease, and NaN an error of its own.
+        raise InvalidArgument(f"lease must be a whole number of seconds, not {value!r}")
     seconds = int(value)
     if not 0 <= seconds <= MAX_LEASE:
         raise InvalidArgument(
@@ -117,6 +147,10 @@ def check_timeout(value: object) -> float:
         raise InvalidArgument(
             f"timeout must be a positive number of seconds, not {value!r}"
         )
+    if value > MAX_TIMEOUT:
+        raise InvalidArgument(
+            f"timeout must be at most {MAX_TIMEOUT:g} seconds, not {value!r}"
+        )
     return float(value)
 
 
@@ -128,3 +162,33 @@ def check_address(value: object, what: str = "address") -> str:
         return str(ipaddress.IPv4Address(value.strip()))
     except ValueError as exc:
         raise InvalidArgument(f"{what} must be an IPv4 address, not {value!r}") from exc
+
+
+def check_url(value: object, what: str = "URL") -> str:
+    """An http:// URL fit to hand to miniupnpc: a host, a valid port, and
+    nothing that could end up as raw bytes of another HTTP header line."""
+    expected = f"{what} must be an http://HOST[:PORT]/PATH URL, not {value!r}"
+    if not isinstance(value, str):
+        raise InvalidArgument(expected)
+    if (
+        not value.startswith("http://")
+        or len(value) > MAX_URL_LENGTH
+        or not value.isascii()
+        or any(c <= " " or c == "\x7f" for c in value)
+    ):
+        raise InvalidArgument(expected)
+    try:
+        parts = urlsplit(value)
+        port = parts.port
+    except ValueError as exc:
+        raise InvalidArgument(expected) from exc
+    host = parts.hostname or ""
+    if (
+        not host
+        or len(host) > MAX_HOST_LENGTH
+        or "@" in parts.netloc
+        or parts.netloc.endswith(":")
+        or port == 0
+    ):
+        raise InvalidArgument(expected)
+    return value

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from typing import Callable
 
 import natfwd
-from natfwd import _bindings
+from natfwd import _bindings, _keep
 from natfwd._deadline import Deadline
 from natfwd._validate import (
     check_address,
@@ -41,6 +41,7 @@ EXIT_NO_GATEWAY = 3
 EXIT_REFUSED = 4
 EXIT_GATEWAY_FAILED = 5
 EXIT_UNAVAILABLE = 6
+EXIT_BUSY = 7
 EXIT_INTERRUPTED = 130
 
 EXIT_CODES = {
@@ -53,6 +54,7 @@ EXIT_CODES = {
     EXIT_GATEWAY_FAILED: "the gateway failed: it stopped answering or answered "
     "something unusable",
     EXIT_UNAVAILABLE: "this build of natfwd lacks the protocol needed",
+    EXIT_BUSY: "another natfwd keep is using the same state file",
     EXIT_INTERRUPTED: "interrupted",
 }
 
@@ -243,6 +245,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     command("list", cmd_list, "list the gateway's port mappings (UPnP)")
     command("external-ip", cmd_external_ip, "print the gateway's external address")
+
+    keep = command(
+        "keep", cmd_keep, "map ports and keep them mapped until stopped (a daemon)"
+    )
+    _keep.add_arguments(keep)
     return parser
 
 
@@ -331,17 +338,8 @@ def cmd_add(ctx: Context) -> int:
 
 def cmd_remove(ctx: Context) -> int:
     internal, external, protocol = parse_spec(ctx.args.spec)
-    # UPnP can remove any mapping, whoever made it; NAT-PMP only its own.
-    via = ctx.args.via
-    if via == "auto" and not (ctx.args.gateway and not ctx.args.upnp_url):
-        try:
-            gateway = ctx.find_gateway("upnp")
-        except (natfwd.GatewayNotFound, natfwd.BackendUnavailable):
-            gateway = ctx.find_gateway("natpmp")
-    else:
-        gateway = ctx.find_gateway()
 
-    with contextlib.closing(gateway):
+    with contextlib.closing(ctx.find_gateway()) as gateway:
         try:
             gateway.remove(internal, external, protocol, deadline=ctx.deadline)
             removed = True
@@ -418,6 +416,11 @@ def cmd_external_ip(ctx: Context) -> int:
     return EXIT_OK
 
 
+def cmd_keep(ctx: Context) -> int:
+    defaults = {"via": "auto", "timeout": DEFAULT_TIMEOUT}
+    return _keep.run(ctx.args, defaults)
+
+
 def print_version(as_json: bool) -> int:
     info = _bindings.build_info()
     if as_json:
@@ -462,6 +465,8 @@ def exit_code_for(exc: BaseException) -> int:
         return EXIT_GATEWAY_FAILED
     if isinstance(exc, natfwd.BackendUnavailable):
         return EXIT_UNAVAILABLE
+    if isinstance(exc, _keep.StateBusy):
+        return EXIT_BUSY
     return EXIT_INTERNAL
 
 
@@ -514,7 +519,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return print_version(args.json)
         if args.command is None:
             raise UsageError(
-                "a command is needed: status, add, remove, list or external-ip"
+                "a command is needed: status, add, remove, list, external-ip or keep"
             )
         return args.handler(Context(args))
     except KeyboardInterrupt:

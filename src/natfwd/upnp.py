@@ -43,6 +43,7 @@ from natfwd._validate import (
     check_port,
     check_protocol,
     check_timeout,
+    check_url,
 )
 
 __all__ = [
@@ -112,16 +113,23 @@ def discover(
     *,
     interface: str | None = None,
     first: bool = False,
+    unicast: str | None = None,
     deadline: Deadline | None = None,
 ) -> list[Device]:
     """Search the LAN for IGDs for *timeout* seconds.
 
     With *first*, return as soon as one IGD has answered. *interface* is the
-    address or name of the interface to search on.
+    address or name of the interface to search on. *unicast* asks only the
+    device at that address (a unicast search, UPnP Device Architecture 1.1)
+    instead of the whole LAN.
     """
     deadline = _deadline(timeout, deadline, 2.0)
+    if unicast is not None:
+        unicast = check_address(unicast, "gateway")
 
-    responses = _ssdp.search(deadline, interface=interface, first=first)
+    responses = _ssdp.search(
+        deadline, interface=interface, first=first, unicast=unicast
+    )
 
     return [
         Device(
@@ -156,10 +164,7 @@ class IGD:
         self._module = _bindings.miniupnpc()
         ffi, lib = self._module.ffi, self._module.lib
         deadline = _deadline(timeout, deadline, 5.0)
-        if not isinstance(location, str) or not location.startswith("http://"):
-            raise NatfwdError(
-                f"an IGD location must be an http:// URL, not {location!r}"
-            )
+        location = check_url(location, "an IGD location")
 
         self.location = location
         self._lock = threading.Lock()
@@ -304,7 +309,14 @@ class IGD:
             )
         if code == lib.UPNPCOMMAND_HTTP_ERROR:
             raise GatewayError(
-                f"{action}: no HTTP answer from {self.control_url}",
+                f"{action}: no usable HTTP answer from {self.control_url} "
+                "(refused, closed early, or empty)",
+                gateway=self.address,
+            )
+        if code == lib.UPNPCOMMAND_UNKNOWN_ERROR:
+            # miniupnpc's word for an errorCode that is not a number.
+            raise MalformedReply(
+                f"{action}: the gateway's error reply carries no usable code",
                 gateway=self.address,
             )
         if code == lib.UPNPCOMMAND_MEM_ALLOC_ERROR:
@@ -647,7 +659,7 @@ class IGD:
                 internal_port=check_port(fields["port"]),
                 description=fields["desc"],
                 enabled=fields["enabled"].strip() not in ("0", "false"),
-                lease=int(fields["lease"] or 0),
+                lease=check_lease(int(fields["lease"] or 0)),
                 remote_host=fields["remote_host"],
             )
         except (NatfwdError, ValueError) as exc:

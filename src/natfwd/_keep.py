@@ -1,0 +1,1211 @@
+"""``natfwd keep``: map ports and keep them mapped until told to stop.
+
+The keeper maps every port it is given, then keeps them alive:
+
+* it renews each mapping before the lease the gateway *granted* runs out
+  (half-way through by default, or ``--renew-margin`` seconds before);
+* every ``--check-interval`` it asks the gateway whether it restarted: a
+  NAT-PMP epoch that went backwards, a UPnP mapping that is gone, or an IGD
+  that stopped answering where it was (found again, maybe on another
+  address or port). What was lost is mapped again at once;
+* it notices when the default route moves to another gateway, and starts
+  over there;
+* on SIGTERM, SIGINT or SIGHUP (and, when stdin is a pipe, when the pipe
+  closes) it removes everything it added and exits.
+
+What is mapped is recorded in a small state file, rewritten atomically after
+each change, so that a run killed outright (SIGKILL, a power cut) is cleaned
+up by the next one. A lock next to the state file keeps two keepers from
+sharing it.
+
+With ``--json`` every change is reported on stdout as one JSON line: the
+versioned helper protocol of docs/helper-protocol.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import configparser
+import contextlib
+import errno
+import fcntl
+import json
+import logging
+import os
+import selectors
+import signal
+import socket
+import stat
+import struct
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import ClassVar
+
+import natfwd
+from natfwd._exceptions import (
+    InvalidArgument,
+    NatfwdError,
+    NATPMPError,
+    NotSupported,
+    UPnPError,
+    UPnPErrorCode,
+)
+from natfwd._gateway import Gateway, Mapping, Method
+from natfwd._validate import (
+    Protocol,
+    check_description,
+    check_lease,
+    check_port,
+    check_protocol,
+    check_timeout,
+)
+
+try:
+    import tomllib
+except ImportError:  # Python < 3.11
+    try:
+        import tomli as tomllib
+    except ImportError:
+        tomllib = None
+
+__all__ = ["PROTOCOL_VERSION", "KeepOptions", "Keeper", "PortSpec", "parse_specs"]
+
+log = logging.getLogger("natfwd.keep")
+
+#: The "v" of every line of the helper protocol (docs/helper-protocol.md).
+PROTOCOL_VERSION = 1
+
+DEFAULT_LEASE = 3600
+DEFAULT_CHECK_INTERVAL = 60.0
+DEFAULT_DESCRIPTION = "natfwd keep"
+# Failed ports and lost gateways are retried after 2, 4, 8 ... seconds, up to
+# this many.
+RETRY_FIRST = 2.0
+RETRY_LONGEST = 300.0
+# The shortest wait between two renewals of one mapping, however short the
+# lease or large the margin.
+SHORTEST_RENEWAL = 1.0
+# How long removing everything may take when stopping.
+SHUTDOWN_TIMEOUT = 10.0
+
+STATE_VERSION = 1
+
+# The CLI's "the gateway failed" status: some mapping could not be removed.
+EXIT_NOT_REMOVED = 5
+
+
+# -- what to map --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PortSpec:
+    """One port to keep mapped: PORT[:EXTERNAL][/PROTOCOL]."""
+
+    internal_port: int
+    external_port: int
+    protocol: Protocol
+
+    def __str__(self) -> str:
+        if self.external_port == self.internal_port:
+            return f"{self.internal_port}/{self.protocol}"
+        return f"{self.internal_port}:{self.external_port}/{self.protocol}"
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "protocol": self.protocol.value,
+            "internal_port": self.internal_port,
+            "external_port": self.external_port,
+        }
+
+
+def parse_specs(texts: Sequence[str]) -> list[PortSpec]:
+    """PortSpecs from PORT[:EXTERNAL][/PROTOCOL] words, each maybe a comma list.
+
+    Raises InvalidArgument for a malformed spec, or one port given twice.
+    """
+    specs: list[PortSpec] = []
+    for text in texts:
+        for word in str(text).replace(",", " ").split():
+            ports, _, protocol = word.partition("/")
+            internal, sep, external = ports.partition(":")
+            try:
+                internal_port = check_port(internal, "port")
+                external_port = (
+                    check_port(external, "external port") if sep else internal_port
+                )
+                proto = check_protocol(protocol or "tcp")
+            except InvalidArgument as exc:
+                raise InvalidArgument(
+                    f"{exc} (in {word!r}; expected PORT[:EXTERNAL][/tcp|/udp])"
+                ) from None
+            specs.append(PortSpec(internal_port, external_port, proto))
+
+    seen: set[tuple[int, Protocol]] = set()
+    for spec in specs:
+        if (spec.external_port, spec.protocol) in seen:
+            raise InvalidArgument(
+                f"external port {spec.external_port}/{spec.protocol} is given twice"
+            )
+        seen.add((spec.external_port, spec.protocol))
+    return specs
+
+
+@dataclass
+class KeepOptions:
+    """How to find the gateway and how to keep the mappings."""
+
+    via: str = "auto"
+    gateway: str | None = None
+    upnp_url: str | None = None
+    interface: str | None = None
+    timeout: float = 10.0
+    lease: int = DEFAULT_LEASE
+    description: str = DEFAULT_DESCRIPTION
+    renew_margin: float | None = None
+    check_interval: float = DEFAULT_CHECK_INTERVAL
+    retry_longest: float = RETRY_LONGEST
+
+
+# -- the helper protocol ------------------------------------------------------
+
+
+class Events:
+    """Writes the helper protocol's JSON lines on *stream* (when enabled)."""
+
+    def __init__(self, stream=None, *, enabled: bool = True) -> None:
+        self._stream = stream if stream is not None else sys.stdout
+        self.enabled = enabled
+
+    def emit(self, event: str, **fields: object) -> None:
+        if not self.enabled:
+            return
+        line = {"v": PROTOCOL_VERSION, "event": event, "time": round(time.time(), 3)}
+        line.update(fields)
+        try:
+            self._stream.write(json.dumps(line, sort_keys=True) + "\n")
+            self._stream.flush()
+        except (BrokenPipeError, ValueError):
+            # The host stopped reading; keep working, say so once.
+            if self.enabled:
+                log.warning("stdout is closed; no more status lines")
+            self.enabled = False
+
+
+def _error_json(exc: BaseException) -> dict[str, object]:
+    error: dict[str, object] = {"type": type(exc).__name__, "message": str(exc)}
+    if getattr(exc, "code", None) is not None:
+        error["code"] = int(exc.code)
+    return error
+
+
+# -- the state file -----------------------------------------------------------
+
+
+def default_state_dir() -> Path:
+    """Where the state file goes unless --state-file says otherwise.
+
+    systemd's $STATE_DIRECTORY first, then /var/lib/natfwd for root, then
+    $XDG_STATE_HOME/natfwd (~/.local/state/natfwd).
+    """
+    systemd = os.environ.get("STATE_DIRECTORY")
+    if systemd:
+        return Path(systemd.split(":")[0])
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        return Path("/var/lib/natfwd")
+    xdg = os.environ.get("XDG_STATE_HOME")
+    if xdg and os.path.isabs(xdg):
+        return Path(xdg) / "natfwd"
+    return Path.home() / ".local" / "state" / "natfwd"
+
+
+class StateFile:
+    """What a keeper has mapped, on disk, for the next run to clean up.
+
+    :meth:`lock` takes an exclusive lock on ``<path>.lock`` for the life of
+    the process; :meth:`save` replaces the file atomically (a temporary file
+    in the same folder, fsync, rename).
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self._lock_fd: int | None = None
+
+    def lock(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        lock_path = self.path.with_name(self.path.name + ".lock")
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            os.close(fd)
+            if exc.errno in (errno.EAGAIN, errno.EACCES):
+                raise StateBusy(
+                    f"another natfwd keep is using the state file {str(self.path)!r}; "
+                    "give each keeper its own --state-file"
+                ) from None
+            raise
+        self._lock_fd = fd
+
+    def unlock(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def load(self) -> dict:
+        try:
+            text = self.path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return {}
+        try:
+            document = json.loads(text)
+        except ValueError:
+            log.warning("ignoring the unreadable state file %s", self.path)
+            return {}
+        if not isinstance(document, dict) or document.get("version") != STATE_VERSION:
+            log.warning("ignoring the state file %s of another version", self.path)
+            return {}
+        return document
+
+    def save(self, document: dict) -> None:
+        data = json.dumps({"version": STATE_VERSION, **document}, indent=1) + "\n"
+        fd, temporary = tempfile.mkstemp(
+            prefix=f".{self.path.name}.", dir=self.path.parent
+        )
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as out:
+                out.write(data)
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(temporary, self.path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(temporary)
+            raise
+        with contextlib.suppress(OSError):
+            folder = os.open(self.path.parent, os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                os.fsync(folder)
+            finally:
+                os.close(folder)
+
+    def remove(self) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+
+
+class StateBusy(NatfwdError):
+    """Another keeper holds the state file's lock."""
+
+
+# -- waiting for time, signals and stdin --------------------------------------
+
+
+class Waiter:
+    """Sleeps until a deadline, a stop signal, or the end of stdin.
+
+    Signals are caught in the main thread and written to a wake-up pipe, so
+    a sleep ends at once. Construct it in the main thread.
+    """
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT, getattr(signal, "SIGHUP", None))
+
+    def __init__(self, *, watch_stdin: bool) -> None:
+        self.stop_reason: str | None = None
+        self._selector = selectors.DefaultSelector()
+        self._read_fd, self._write_fd = os.pipe()
+        os.set_blocking(self._read_fd, False)
+        os.set_blocking(self._write_fd, False)
+        self._selector.register(self._read_fd, selectors.EVENT_READ, "signal")
+        self._old_wakeup = signal.set_wakeup_fd(
+            self._write_fd, warn_on_full_buffer=False
+        )
+        self._old_handlers = {}
+        for signum in self.SIGNALS:
+            if signum is not None:
+                self._old_handlers[signum] = signal.signal(signum, self._on_signal)
+        self._stdin = None
+        if watch_stdin:
+            self._stdin = sys.stdin.fileno()
+            self._selector.register(self._stdin, selectors.EVENT_READ, "stdin")
+
+    def _on_signal(self, signum: int, _frame) -> None:
+        if self.stop_reason is None:
+            self.stop_reason = f"signal {signal.Signals(signum).name}"
+
+    @property
+    def stopping(self) -> bool:
+        return self.stop_reason is not None
+
+    def sleep(self, seconds: float) -> None:
+        """Sleep for *seconds*, or until told to stop."""
+        end = time.monotonic() + max(0.0, seconds)
+        while not self.stopping:
+            left = end - time.monotonic()
+            if left <= 0:
+                return
+            for key, _ in self._selector.select(left):
+                if key.data == "signal":
+                    with contextlib.suppress(BlockingIOError):
+                        os.read(self._read_fd, 512)
+                elif key.data == "stdin":
+                    self._read_stdin()
+
+    def _read_stdin(self) -> None:
+        try:
+            data = os.read(self._stdin, 4096)
+        except OSError as exc:
+            data = b""
+            log.debug("reading stdin failed: %s", exc)
+        if not data:
+            self._selector.unregister(self._stdin)
+            self._stdin = None
+            if self.stop_reason is None:
+                self.stop_reason = "stdin closed"
+
+    def close(self) -> None:
+        signal.set_wakeup_fd(self._old_wakeup)
+        for signum, handler in self._old_handlers.items():
+            signal.signal(signum, handler)
+        self._selector.close()
+        os.close(self._read_fd)
+        os.close(self._write_fd)
+
+
+def stdin_is_pipe() -> bool:
+    """Whether stdin is a pipe or a socket (a host holds its other end)."""
+    try:
+        mode = os.fstat(sys.stdin.fileno()).st_mode
+    except (OSError, ValueError, AttributeError):
+        return False
+    return stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)
+
+
+# -- the default route --------------------------------------------------------
+
+
+def default_gateway() -> str | None:
+    """The IPv4 default route's gateway, from /proc/net/route (Linux only)."""
+    try:
+        with open("/proc/net/route", encoding="ascii") as routes:
+            lines = routes.read().splitlines()[1:]
+    except OSError:
+        return None
+    best: tuple[int, str] | None = None
+    for line in lines:
+        fields = line.split()
+        if len(fields) < 8 or fields[1] != "00000000" or fields[7] != "00000000":
+            continue
+        flags, metric = int(fields[3], 16), int(fields[6])
+        if not flags & 0x2:  # RTF_GATEWAY
+            continue
+        address = socket.inet_ntoa(struct.pack("<I", int(fields[2], 16)))
+        if best is None or metric < best[0]:
+            best = (metric, address)
+    return best[1] if best else None
+
+
+# -- the keeper ---------------------------------------------------------------
+
+
+@dataclass
+class _Held:
+    """A port the keeper is responsible for, mapped or waiting to be."""
+
+    spec: PortSpec
+    mapping: Mapping | None = None
+    renew_at: float = 0.0
+    retry_at: float = 0.0
+    failures: int = 0
+
+    def record(self) -> dict[str, object]:
+        assert self.mapping is not None
+        return {
+            "method": self.mapping.method.value,
+            "protocol": self.spec.protocol.value,
+            "internal_port": self.spec.internal_port,
+            "external_port": self.mapping.external_port,
+            "internal_address": self.mapping.internal_address,
+        }
+
+
+def _is_refusal(exc: NatfwdError) -> bool:
+    """A refusal is about one port; anything else is about the gateway."""
+    return isinstance(exc, (UPnPError, NATPMPError, NotSupported, InvalidArgument))
+
+
+@dataclass
+class _GatewayInfo:
+    method: str
+    address: str
+    location: str | None
+    route: str | None
+    epoch: int | None = None
+    epoch_seen: float = 0.0
+    next_check: float = 0.0
+    extra: dict = field(default_factory=dict)
+
+
+class Keeper:
+    """Keeps *specs* mapped until *waiter* says stop; see the module's doc."""
+
+    def __init__(
+        self,
+        specs: Sequence[PortSpec],
+        options: KeepOptions,
+        state: StateFile,
+        events: Events,
+        waiter: Waiter,
+    ) -> None:
+        self.options = options
+        self.state = state
+        self.events = events
+        self.waiter = waiter
+        self.held = [_Held(spec) for spec in specs]
+        self.gateway: Gateway | None = None
+        self.info: _GatewayInfo | None = None
+        self.leftovers: list[dict] = []
+        self._connect_failures = 0
+        self._connect_at = 0.0
+
+    # -- the loop -----------------------------------------------------------
+
+    def run(self) -> int:
+        """Keep the mappings until stopped; returns the exit status."""
+        self.leftovers = self._load_leftovers()
+
+        while not self.waiter.stopping:
+            now = time.monotonic()
+            if self.gateway is None:
+                if now >= self._connect_at:
+                    self._connect()
+            else:
+                self._tick(now)
+            self.waiter.sleep(self._next_wake() - time.monotonic())
+
+        return self._shutdown(self.waiter.stop_reason or "stopped")
+
+    def _next_wake(self) -> float:
+        if self.gateway is None:
+            return self._connect_at
+        assert self.info is not None
+        times = [self.info.next_check]
+        for held in self.held:
+            if held.mapping is None:
+                times.append(held.retry_at)
+            elif held.mapping.lease:
+                times.append(held.renew_at)
+        return min(times)
+
+    def _call_timeout(self) -> float:
+        return self.options.timeout
+
+    # -- finding the gateway ------------------------------------------------
+
+    def _connect(self) -> None:
+        options = self.options
+        route = default_gateway()
+        try:
+            gateway = natfwd.find_gateway(
+                via=options.via,
+                gateway=options.gateway,
+                upnp_url=options.upnp_url,
+                interface=options.interface,
+                timeout=self._call_timeout(),
+            )
+            status = gateway.status(timeout=self._call_timeout())
+        except NatfwdError as exc:
+            self._connect_failures += 1
+            delay = self._backoff(self._connect_failures)
+            self._connect_at = time.monotonic() + delay
+            log.warning("no gateway: %s; trying again in %.0f s", exc, delay)
+            for held in self.held:
+                self.events.emit(
+                    "failed",
+                    **held.spec.to_json(),
+                    error=_error_json(exc),
+                    retry_in=round(delay, 3),
+                )
+            return
+
+        self._connect_failures = 0
+        self.gateway = gateway
+        self.info = _GatewayInfo(
+            method=gateway.method.value,
+            address=gateway.address,
+            location=status.details.get("location"),
+            route=route,
+        )
+        if gateway.method is Method.NATPMP:
+            self._saw_epoch(int(status.details["epoch"]))
+        self.info.next_check = time.monotonic() + self.options.check_interval
+        log.info(
+            "gateway %s (%s), external address %s",
+            gateway.address,
+            gateway.method,
+            status.external_address or "unknown",
+        )
+        self.events.emit(
+            "gateway",
+            method=gateway.method.value,
+            gateway=gateway.address,
+            external_address=status.external_address or None,
+            location=self.info.location,
+        )
+
+        self._remove_leftovers()
+        for held in self.held:
+            held.mapping = None
+            held.failures = 0
+            held.retry_at = 0.0
+            if self.gateway is None:
+                break
+            self._map(held, renewal=False)
+
+    def _backoff(self, failures: int) -> float:
+        return min(RETRY_FIRST * 2 ** (failures - 1), self.options.retry_longest)
+
+    def _lose_gateway(self, reason: str) -> None:
+        """Forget the gateway; every mapping is lost until found again."""
+        log.warning("%s; looking for the gateway again", reason)
+        for held in self.held:
+            if held.mapping is not None:
+                self._record_leftover(held)
+                self.events.emit("lost", **held.spec.to_json(), reason=reason)
+            held.mapping = None
+        if self.gateway is not None:
+            self.gateway.close()
+        self.gateway = None
+        self.info = None
+        self._connect_at = time.monotonic()
+        self._save()
+
+    # -- mapping ------------------------------------------------------------
+
+    def _map(self, held: _Held, *, renewal: bool) -> None:
+        """Map (or renew) one port; on failure, schedule a retry."""
+        assert self.gateway is not None
+        spec = held.spec
+        try:
+            mapping = self.gateway.add(
+                spec.internal_port,
+                spec.external_port,
+                spec.protocol,
+                lease=self.options.lease,
+                description=self.options.description,
+                timeout=self._call_timeout(),
+            )
+        except NatfwdError as exc:
+            self._map_failed(held, exc)
+            return
+
+        held.mapping = mapping
+        held.failures = 0
+        renew_in = self._renewal_delay(mapping.lease)
+        held.renew_at = time.monotonic() + (renew_in or 0.0)
+        self._after_request()
+        self._save()
+
+        if renewal:
+            log.info(
+                "renewed %s: lease %s",
+                spec,
+                f"{mapping.lease} s" if mapping.lease else "permanent",
+            )
+        else:
+            log.info(
+                "mapped %s as %s:%d (lease %s)",
+                spec,
+                mapping.external_address or "?",
+                mapping.external_port,
+                f"{mapping.lease} s" if mapping.lease else "permanent",
+            )
+            for note in mapping.notes:
+                log.info("%s: %s", spec, note)
+        self.events.emit(
+            "renewed" if renewal else "mapped",
+            **spec.to_json(),
+            mapping=mapping.to_json(),
+            renew_in=None if renew_in is None else round(renew_in, 3),
+        )
+
+    def _map_failed(self, held: _Held, exc: NatfwdError) -> None:
+        spec = held.spec
+        if held.mapping is not None:
+            self.events.emit("lost", **spec.to_json(), reason=f"renewal failed: {exc}")
+            held.mapping = None
+            self._save()
+        if not _is_refusal(exc):
+            self.events.emit("failed", **spec.to_json(), error=_error_json(exc))
+            self._lose_gateway(f"the gateway failed while mapping {spec}: {exc}")
+            return
+        held.failures += 1
+        delay = self._backoff(held.failures)
+        held.retry_at = time.monotonic() + delay
+        log.warning("could not map %s: %s; trying again in %.0f s", spec, exc, delay)
+        self.events.emit(
+            "failed",
+            **spec.to_json(),
+            error=_error_json(exc),
+            retry_in=round(delay, 3),
+        )
+
+    def _renewal_delay(self, lease: int) -> float | None:
+        """Seconds until a mapping granted *lease* should be renewed."""
+        if not lease:
+            return None
+        margin = self.options.renew_margin
+        delay = lease / 2 if margin is None else lease - margin
+        return max(SHORTEST_RENEWAL, min(delay, lease - SHORTEST_RENEWAL))
+
+    # -- keeping ------------------------------------------------------------
+
+    def _tick(self, now: float) -> None:
+        assert self.info is not None
+        if self._route_changed():
+            return
+        if now >= self.info.next_check:
+            self.info.next_check = now + self.options.check_interval
+            if not self._check():
+                return
+
+        for held in self.held:
+            if self.gateway is None:
+                return
+            if held.mapping is None and now >= held.retry_at:
+                self._map(held, renewal=False)
+            elif (
+                held.mapping is not None
+                and held.mapping.lease
+                and (now >= held.renew_at)
+            ):
+                self._map(held, renewal=True)
+
+    def _route_changed(self) -> bool:
+        assert self.info is not None
+        if self.options.gateway or self.options.upnp_url:
+            return False
+        route = default_gateway()
+        if route == self.info.route or route is None:
+            return False
+        old = self.gateway
+        reason = f"the default gateway changed from {self.info.route} to {route}"
+        log.warning("%s", reason)
+        # The old gateway may still be reachable (two routers on one LAN).
+        for held in self.held:
+            if held.mapping is not None and old is not None:
+                with contextlib.suppress(NatfwdError):
+                    old.remove(
+                        held.spec.internal_port,
+                        held.mapping.external_port,
+                        held.spec.protocol,
+                        timeout=min(2.0, self._call_timeout()),
+                    )
+                    held.mapping = None  # removed: no "lost", no leftover
+        self._lose_gateway(reason)
+        return True
+
+    def _check(self) -> bool:
+        """Ask the gateway whether it still holds our mappings."""
+        assert self.gateway is not None
+        assert self.info is not None
+        try:
+            if self.gateway.method is Method.NATPMP:
+                return self._check_natpmp()
+            return self._check_upnp()
+        except NatfwdError as exc:
+            if _is_refusal(exc):
+                log.debug("the check was refused: %s", exc)
+                return True
+            self._lose_gateway(f"the gateway at {self.info.address} failed: {exc}")
+            return False
+
+    def _check_natpmp(self) -> bool:
+        assert self.gateway is not None
+        status = self.gateway.status(timeout=self._call_timeout())
+        if self._saw_epoch(int(status.details["epoch"])):
+            self._remap_all("the gateway restarted (its NAT-PMP epoch went back)")
+        return True
+
+    def _check_upnp(self) -> bool:
+        assert self.gateway is not None
+        present = {
+            (m.external_port, m.protocol): m
+            for m in self.gateway.mappings(timeout=self._call_timeout())
+        }
+        for held in self.held:
+            if held.mapping is None:
+                continue
+            entry = present.get((held.mapping.external_port, held.spec.protocol))
+            if entry is not None and (entry.internal_client, entry.internal_port) == (
+                held.mapping.internal_address,
+                held.spec.internal_port,
+            ):
+                continue
+            reason = "the gateway no longer holds the mapping"
+            if entry is not None:
+                reason = (
+                    f"the gateway maps the port to {entry.internal_client}:"
+                    f"{entry.internal_port} now"
+                )
+            log.warning("lost %s: %s; mapping it again", held.spec, reason)
+            self.events.emit("lost", **held.spec.to_json(), reason=reason)
+            held.mapping = None
+            self._save()
+            self._map(held, renewal=False)
+            if self.gateway is None:
+                return False
+        return True
+
+    def _remap_all(self, reason: str) -> None:
+        log.warning("%s: mapping every port again", reason)
+        for held in self.held:
+            if self.gateway is None:
+                return
+            if held.mapping is not None:
+                self.events.emit("lost", **held.spec.to_json(), reason=reason)
+                held.mapping = None
+            self._map(held, renewal=False)
+
+    def _after_request(self) -> None:
+        """After a NAT-PMP request, look at the epoch its reply carried."""
+        gateway = self.gateway
+        if (
+            gateway is not None
+            and gateway.method is Method.NATPMP
+            and self._saw_epoch(int(gateway.epoch))
+        ):
+            # The reply came from the restarted gateway and the mapping it
+            # answered is new; the others are gone: check at once.
+            self.info.next_check = 0.0  # type: ignore[union-attr]
+
+    def _saw_epoch(self, epoch: int) -> bool:
+        """Record a NAT-PMP epoch; True if it says the gateway restarted.
+
+        RFC 6886 (3.6): the epoch must grow with time, at least 7/8 as fast
+        as the client's clock less two seconds of slack.
+        """
+        info = self.info
+        assert info is not None
+        now = time.monotonic()
+        restarted = False
+        if info.epoch is not None:
+            expected = info.epoch + (now - info.epoch_seen) * 7 / 8 - 2
+            restarted = epoch < expected
+        if restarted:
+            log.warning(
+                "the gateway's NAT-PMP epoch went from %d to %d: it restarted",
+                info.epoch,
+                epoch,
+            )
+        info.epoch = epoch
+        info.epoch_seen = now
+        return restarted
+
+    # -- leftovers of an earlier run ------------------------------------------
+
+    def _load_leftovers(self) -> list[dict]:
+        document = self.state.load()
+        pid = document.get("pid")
+        leftovers = [
+            dict(m, gateway=document.get("gateway"))
+            for m in document.get("mappings", [])
+            if isinstance(m, dict)
+        ] + [m for m in document.get("leftovers", []) if isinstance(m, dict)]
+        if leftovers:
+            log.warning(
+                "an earlier run (pid %s) left %d mapping(s) behind; removing them",
+                pid,
+                len(leftovers),
+            )
+        return leftovers
+
+    def _record_leftover(self, held: _Held) -> None:
+        assert self.info is not None
+        self.leftovers.append(dict(held.record(), gateway=self._gateway_record()))
+
+    def _gateway_record(self) -> dict | None:
+        if self.info is None:
+            return None
+        return {
+            "method": self.info.method,
+            "address": self.info.address,
+            "location": self.info.location,
+        }
+
+    def _remove_leftovers(self) -> None:
+        """Remove what an earlier run (or a lost gateway) left on this one."""
+        if not self.leftovers or self.gateway is None:
+            return
+        gateway = self.gateway
+        wanted = {(h.spec.external_port, h.spec.protocol.value) for h in self.held}
+        listing = None
+        remaining = []
+        for entry in self.leftovers:
+            where = entry.get("gateway") or {}
+            key = (entry.get("external_port"), entry.get("protocol"))
+            if where.get("address") not in (None, gateway.address):
+                log.info(
+                    "forgetting a leftover mapping of %s/%s on %s, a gateway "
+                    "that is no longer ours",
+                    *key,
+                    where.get("address"),
+                )
+                continue
+            if key in wanted:
+                continue  # mapped again right away: the add replaces it
+            try:
+                if gateway.method is Method.UPNP:
+                    if listing is None:
+                        listing = gateway.mappings(timeout=self._call_timeout())
+                    if not self._ours(entry, listing):
+                        continue
+                gateway.remove(
+                    int(entry["internal_port"]),
+                    int(entry["external_port"]),
+                    entry["protocol"],
+                    timeout=self._call_timeout(),
+                )
+            except UPnPError as exc:
+                if exc.code != UPnPErrorCode.NO_SUCH_ENTRY_IN_ARRAY:
+                    log.warning("could not remove a leftover mapping: %s", exc)
+                    remaining.append(entry)
+                    continue
+            except (NatfwdError, KeyError, ValueError, TypeError) as exc:
+                log.warning("could not remove a leftover mapping: %s", exc)
+                remaining.append(entry)
+                continue
+            log.info("removed the leftover mapping of %s/%s", *key)
+            self.events.emit(
+                "removed",
+                protocol=entry.get("protocol"),
+                internal_port=entry.get("internal_port"),
+                external_port=entry.get("external_port"),
+                leftover=True,
+            )
+        self.leftovers = remaining
+        self._save()
+
+    @staticmethod
+    def _ours(entry: dict, listing) -> bool:
+        """Whether the gateway still maps the leftover to the same place."""
+        for m in listing:
+            if (m.external_port, m.protocol.value) == (
+                entry.get("external_port"),
+                entry.get("protocol"),
+            ):
+                return (m.internal_client, m.internal_port) == (
+                    entry.get("internal_address"),
+                    entry.get("internal_port"),
+                )
+        return False
+
+    def _save(self) -> None:
+        mapped = [h.record() for h in self.held if h.mapping is not None]
+        if not mapped and not self.leftovers:
+            self.state.remove()
+            return
+        try:
+            self.state.save(
+                {
+                    "pid": os.getpid(),
+                    "gateway": self._gateway_record(),
+                    "mappings": mapped,
+                    "leftovers": self.leftovers,
+                }
+            )
+        except OSError as exc:
+            log.warning("could not write the state file %s: %s", self.state.path, exc)
+
+    # -- stopping -----------------------------------------------------------
+
+    def _shutdown(self, reason: str) -> int:
+        log.info("stopping (%s): removing the mappings", reason)
+        removed = failed = 0
+        gateway = self.gateway
+        end = time.monotonic() + SHUTDOWN_TIMEOUT
+        for held in self.held:
+            if held.mapping is None or gateway is None:
+                continue
+            try:
+                gateway.remove(
+                    held.spec.internal_port,
+                    held.mapping.external_port,
+                    held.spec.protocol,
+                    timeout=max(0.5, min(self._call_timeout(), end - time.monotonic())),
+                )
+            except NatfwdError as exc:
+                if not (
+                    isinstance(exc, UPnPError)
+                    and exc.code == UPnPErrorCode.NO_SUCH_ENTRY_IN_ARRAY
+                ):
+                    failed += 1
+                    log.warning("could not remove %s: %s", held.spec, exc)
+                    self.events.emit(
+                        "failed", **held.spec.to_json(), error=_error_json(exc)
+                    )
+                    continue
+            removed += 1
+            held.mapping = None
+            log.info("removed %s", held.spec)
+            self.events.emit("removed", **held.spec.to_json(), leftover=False)
+            self._save()
+
+        if gateway is not None:
+            gateway.close()
+        if failed:
+            # Leave them in the state file: the next run removes them.
+            for held in self.held:
+                if held.mapping is not None and self.info is not None:
+                    self._record_leftover(held)
+        self._save()
+        self.events.emit("shutdown", reason=reason, removed=removed, failed=failed)
+        return 0 if not failed else EXIT_NOT_REMOVED
+
+
+# -- the command --------------------------------------------------------------
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``natfwd keep`` (the common ones are the CLI's)."""
+    parser.add_argument(
+        "specs",
+        nargs="*",
+        metavar="PORT[:EXTERNAL][/tcp|/udp]",
+        help="the ports to keep mapped (commas or spaces separate several)",
+    )
+    parser.add_argument(
+        "--config",
+        metavar="FILE",
+        help="read the ports and options from a TOML or INI file",
+    )
+    parser.add_argument(
+        "--lease",
+        type=int,
+        metavar="SECONDS",
+        help=f"the lease to ask for (default: {DEFAULT_LEASE}); 0 asks for "
+        "a permanent mapping",
+    )
+    parser.add_argument(
+        "--description",
+        metavar="TEXT",
+        help=f"the mappings' description (default: {DEFAULT_DESCRIPTION!r})",
+    )
+    parser.add_argument(
+        "--renew-margin",
+        type=float,
+        metavar="SECONDS",
+        help="renew this long before the granted lease ends "
+        "(default: half-way through it)",
+    )
+    parser.add_argument(
+        "--check-interval",
+        type=float,
+        metavar="SECONDS",
+        help="how often to ask the gateway whether it restarted "
+        f"(default: {DEFAULT_CHECK_INTERVAL:g})",
+    )
+    parser.add_argument(
+        "--state-file",
+        metavar="FILE",
+        help="where to record what is mapped (default: "
+        "$STATE_DIRECTORY, /var/lib/natfwd or ~/.local/state/natfwd, "
+        "file keep.json)",
+    )
+    stdin = parser.add_mutually_exclusive_group()
+    stdin.add_argument(
+        "--stop-on-stdin-eof",
+        dest="stop_on_stdin_eof",
+        action="store_const",
+        const=True,
+        help="stop when stdin reaches its end (the default when stdin is a pipe)",
+    )
+    stdin.add_argument(
+        "--ignore-stdin",
+        dest="stop_on_stdin_eof",
+        action="store_const",
+        const=False,
+        help="never read stdin",
+    )
+
+
+CONFIG_KEYS = {
+    "ports": "specs",
+    "lease": "lease",
+    "description": "description",
+    "renew_margin": "renew_margin",
+    "check_interval": "check_interval",
+    "state_file": "state_file",
+    "via": "via",
+    "gateway": "gateway",
+    "upnp_url": "upnp_url",
+    "interface": "interface",
+    "timeout": "timeout",
+}
+
+
+def load_config(path: str) -> dict[str, object]:
+    """Options from a TOML file, or an INI file with a ``[keep]`` section.
+
+    The keys are those of CONFIG_KEYS; ``ports`` is a list in TOML and a
+    space- or comma-separated string in INI.
+    """
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise InvalidArgument(f"cannot read the config file {path!r}: {exc}") from exc
+
+    if path.endswith(".toml"):
+        if tomllib is None:
+            raise InvalidArgument(
+                f"reading {path!r} needs Python 3.11 or the tomli package; "
+                "an INI file works everywhere"
+            )
+        try:
+            document = tomllib.loads(text)
+        except ValueError as exc:
+            raise InvalidArgument(f"{path}: {exc}") from exc
+        document = document.get("keep", document)
+    else:
+        parser = configparser.ConfigParser(interpolation=None)
+        try:
+            parser.read_string(text, source=path)
+        except configparser.Error as exc:
+            raise InvalidArgument(f"{path}: {exc}") from exc
+        if not parser.has_section("keep"):
+            raise InvalidArgument(f"{path}: no [keep] section")
+        document = dict(parser.items("keep"))
+
+    unknown = sorted(set(document) - set(CONFIG_KEYS))
+    if unknown:
+        raise InvalidArgument(
+            f"{path}: unknown key(s) {', '.join(map(repr, unknown))}; "
+            f"expected some of {', '.join(CONFIG_KEYS)}"
+        )
+    config = {}
+    for key, value in document.items():
+        if key == "ports" and isinstance(value, str):
+            config["specs"] = value.replace(",", " ").split()
+        elif key == "ports" and not isinstance(value, list):
+            raise InvalidArgument(f"{path}: ports must be a list, not {value!r}")
+        else:
+            config[CONFIG_KEYS[key]] = value
+    return config
+
+
+def _number(value: object, what: str, kind=float) -> float:
+    try:
+        return kind(value)
+    except (TypeError, ValueError):
+        raise InvalidArgument(f"{what} must be a number, not {value!r}") from None
+
+
+def options_from_args(args: argparse.Namespace, defaults: dict) -> tuple:
+    """(specs, KeepOptions, state path, stop on stdin EOF) from the command line
+    and the config file; the command line wins."""
+    config = load_config(args.config) if args.config else {}
+
+    def pick(name: str, default: object = None) -> object:
+        given = getattr(args, name, None)
+        if given is not None and given != defaults.get(name):
+            return given
+        return config.get(name, default if given is None else given)
+
+    specs = parse_specs(list(args.specs) or list(config.get("specs", [])))
+    if not specs:
+        raise InvalidArgument(
+            "no ports to keep: give PORT[:EXTERNAL][/PROTO] or --config"
+        )
+
+    renew_margin = pick("renew_margin")
+    if renew_margin is not None:
+        renew_margin = _number(renew_margin, "renew margin")
+        if renew_margin < 0:
+            raise InvalidArgument(f"renew margin must be >= 0, not {renew_margin!r}")
+    check_interval = check_timeout(
+        _number(pick("check_interval", DEFAULT_CHECK_INTERVAL), "check interval")
+    )
+    options = KeepOptions(
+        via=str(pick("via", "auto")),
+        gateway=pick("gateway"),
+        upnp_url=pick("upnp_url"),
+        interface=pick("interface"),
+        timeout=check_timeout(_number(pick("timeout", 10.0), "timeout")),
+        lease=check_lease(_number(pick("lease", DEFAULT_LEASE), "lease", int)),
+        description=check_description(pick("description", DEFAULT_DESCRIPTION)),
+        renew_margin=renew_margin,
+        check_interval=check_interval,
+    )
+    if options.via not in ("auto", "natpmp", "upnp"):
+        raise InvalidArgument(
+            f"via must be 'auto', 'natpmp' or 'upnp', not {options.via!r}"
+        )
+    state_path = pick("state_file")
+    state_path = (
+        Path(str(state_path)) if state_path else default_state_dir() / "keep.json"
+    )
+    stop_on_eof = args.stop_on_stdin_eof
+    if stop_on_eof is None:
+        stop_on_eof = stdin_is_pipe()
+    return specs, options, state_path, stop_on_eof
+
+
+class _JournalFormatter(logging.Formatter):
+    """journald's priority prefix (<3> error ... <7> debug), no timestamp."""
+
+    PRIORITIES: ClassVar[dict[int, int]] = {
+        logging.CRITICAL: 2,
+        logging.ERROR: 3,
+        logging.WARNING: 4,
+        logging.INFO: 6,
+        logging.DEBUG: 7,
+    }
+
+    def format(self, record: logging.LogRecord) -> str:
+        priority = self.PRIORITIES.get(record.levelno, 6)
+        return f"<{priority}>{record.getMessage()}"
+
+
+def setup_logging(verbosity: int) -> None:
+    """Log at INFO (DEBUG with -v) to stderr; journald's way under systemd."""
+    if os.environ.get("JOURNAL_STREAM"):
+        formatter: logging.Formatter = _JournalFormatter()
+    else:
+        formatter = logging.Formatter(
+            "%(asctime)s natfwd keep: %(levelname)s: %(message)s",
+            "%Y-%m-%dT%H:%M:%S%z",
+        )
+    root = logging.getLogger("natfwd")
+    if not root.handlers or all(
+        isinstance(h, logging.NullHandler) for h in root.handlers
+    ):
+        root.addHandler(logging.StreamHandler(sys.stderr))
+    for handler in root.handlers:
+        handler.setFormatter(formatter)
+    root.setLevel(logging.DEBUG if verbosity >= 1 else logging.INFO)
+
+
+def run(args: argparse.Namespace, defaults: dict) -> int:
+    """``natfwd keep``: returns the exit status. Raises NatfwdError on bad
+    options (the CLI turns them into exit status 2)."""
+    setup_logging(args.verbose)
+    specs, options, state_path, stop_on_eof = options_from_args(args, defaults)
+
+    state = StateFile(state_path)
+    state.lock()
+    waiter = Waiter(watch_stdin=stop_on_eof)
+    events = Events(enabled=args.json)
+    try:
+        log.info(
+            "keeping %s mapped (state in %s%s)",
+            ", ".join(map(str, specs)),
+            state_path,
+            "; stops when stdin closes" if stop_on_eof else "",
+        )
+        return Keeper(specs, options, state, events, waiter).run()
+    finally:
+        waiter.close()
+        state.unlock()
