@@ -610,13 +610,13 @@ class Keeper:
         self._save()
 
         if renewal:
-            log.info(
+            log.debug(
                 "renewed %s: lease %s",
                 spec,
                 f"{mapping.lease} s" if mapping.lease else "permanent",
             )
         else:
-            log.info(
+            log.debug(
                 "mapped %s as %s:%d (lease %s)",
                 spec,
                 mapping.external_address or "?",
@@ -950,7 +950,7 @@ class Keeper:
                     continue
             removed += 1
             held.mapping = None
-            log.info("removed %s", held.spec)
+            log.debug("removed %s", held.spec)
             self.events.emit("removed", **held.spec.to_json(), leftover=False)
             self._save()
 
