@@ -25,11 +25,12 @@ from natfwd import _bindings, natpmp, upnp
 from natfwd._deadline import Deadline
 from natfwd._exceptions import (
     BackendUnavailable,
+    GatewayError,
     GatewayNotFound,
-    GatewayTimeout,
     InvalidArgument,
     MalformedReply,
     NatfwdError,
+    NATPMPError,
     NotSupported,
     PortInUse,
     UPnPError,
@@ -379,8 +380,13 @@ class NATPMPGateway(Gateway):
                 lifetime=asked,
                 deadline=deadline.reserve(CLEANUP_RESERVE),
             )
-        except GatewayTimeout:
-            self._take_back(protocol, internal_port, deadline)
+        except (NATPMPError, InvalidArgument):
+            raise  # refused: the gateway made nothing
+        except GatewayError as exc:
+            # Timed out, or answered what nobody can read: the mapping may
+            # exist all the same.
+            if not self._take_back(protocol, internal_port, deadline):
+                raise _maybe_left(exc) from exc
             raise
 
         if granted.external_port != external_port:
@@ -407,18 +413,16 @@ class NATPMPGateway(Gateway):
             notes=tuple(notes),
         )
 
-    def _take_back(self, protocol, internal_port, deadline) -> None:
-        """After a request that timed out, make sure no mapping is left."""
+    def _take_back(self, protocol, internal_port, deadline) -> bool:
+        """After a request that failed, make sure no mapping is left."""
         try:
             self._client.unmap(
                 protocol, internal_port, deadline=deadline.within(CLEANUP_RESERVE)
             )
         except NatfwdError as exc:
-            log.warning(
-                "could not take back the timed-out mapping of %d: %s",
-                internal_port,
-                exc,
-            )
+            log.info("could not take back the mapping of %d: %s", internal_port, exc)
+            return False
+        return True
 
     def _remove(self, internal_port, external_port, protocol, deadline) -> None:
         self._client.unmap(protocol, internal_port, deadline=deadline)
@@ -510,11 +514,15 @@ class UPnPGateway(Gateway):
             )
         except (UPnPError, InvalidArgument):
             raise  # refused: the gateway made nothing
-        except NatfwdError:
+        except GatewayError as exc:
             # Timed out, or answered what nobody can read: the mapping may
             # exist all the same.
-            for port in tried:
+            taken_back = [
                 self._take_back(port, protocol, client, internal_port, deadline)
+                for port in tried
+            ]
+            if not all(taken_back):
+                raise _maybe_left(exc) from exc
             raise
 
         granted = lease
@@ -723,26 +731,33 @@ class UPnPGateway(Gateway):
                 gateway=self.address,
             )
 
-    def _take_back(self, port, protocol, client, internal_port, deadline) -> None:
-        """Remove the mapping of *port* an add may have left, if it is ours."""
+    def _take_back(self, port, protocol, client, internal_port, deadline) -> bool:
+        """Remove the mapping of *port* an add may have left, if it is ours.
+
+        Returns whether the gateway is known to hold no such mapping now.
+        """
         cleanup = deadline.within(CLEANUP_RESERVE)
         try:
             entry = self._igd.get_port_mapping(port, protocol, deadline=cleanup)
             if entry is None:
-                return
+                return True
             if entry.internal_port != internal_port or not _same_host(
                 entry.internal_client, client
             ):
-                return  # someone else's
+                return True  # someone else's
         except NatfwdError as exc:
             log.debug("could not read back %d/%s: %s", port, protocol, exc)
         try:
             self._igd.delete_port_mapping(port, protocol, deadline=cleanup)
         except UPnPError as exc:
-            if exc.code != UPnPErrorCode.NO_SUCH_ENTRY_IN_ARRAY:
-                log.warning("could not take back the mapping of %d: %s", port, exc)
+            if exc.code == UPnPErrorCode.NO_SUCH_ENTRY_IN_ARRAY:
+                return True
+            log.info("could not take back the mapping of %d: %s", port, exc)
+            return False
         except NatfwdError as exc:
-            log.warning("could not take back the mapping of %d: %s", port, exc)
+            log.info("could not take back the mapping of %d: %s", port, exc)
+            return False
+        return True
 
     def _remove(self, internal_port, external_port, protocol, deadline) -> None:
         # Some gateways (miniupnpd among them) answer a deletion of a
@@ -760,6 +775,14 @@ class UPnPGateway(Gateway):
                 gateway=self.address,
             )
         self._igd.delete_port_mapping(external_port, protocol, deadline=deadline)
+
+
+def _maybe_left(exc: GatewayError) -> GatewayError:
+    """*exc*, saying that a mapping may be left behind."""
+    return type(exc)(
+        f"{exc}; taking the mapping back failed too, so it may be left on the gateway",
+        gateway=exc.gateway,
+    )
 
 
 def _same_host(reported: str, client: str) -> bool:

@@ -221,6 +221,14 @@ class Client:
                 f"port {private[0]}",
                 gateway=self.gateway,
             )
+        if lifetime and not (public[0] and granted[0]):
+            # RFC 6886: a mapping with no lifetime or no port does not exist.
+            raise MalformedReply(
+                f"NAT-PMP {what} for port {internal_port} was answered with "
+                f"success but external port {public[0]} and lifetime "
+                f"{granted[0]}: no mapping",
+                gateway=self.gateway,
+            )
         return Mapping(
             protocol=protocol,
             internal_port=int(private[0]),
