@@ -77,6 +77,8 @@ class _Parser(argparse.ArgumentParser):
 
 def _timeout(text: str) -> float:
     try:
+        if not text.isascii():  # float() reads digits of any script
+            raise ValueError(text)
         return check_timeout(float(text))
     except ValueError:
         raise argparse.ArgumentTypeError(
@@ -85,7 +87,7 @@ def _timeout(text: str) -> float:
 
 
 def _lease(text: str) -> int:
-    if not text.isdigit():
+    if not (text.isascii() and text.isdigit()):
         raise argparse.ArgumentTypeError(
             f"lease must be a whole number of seconds (0 for permanent), not {text!r}"
         )
@@ -101,12 +103,12 @@ def parse_spec(text: str, default_protocol: str = "tcp") -> tuple[int, int, str]
     ``:EXTERNAL`` alone (``:9001``) is not allowed: the internal port is
     what natfwd must know.
     """
-    ports, _, protocol = text.partition("/")
+    ports, slash, protocol = text.partition("/")
     internal, sep, external = ports.partition(":")
     try:
         internal_port = check_port(internal, "port")
         external_port = check_port(external, "external port") if sep else internal_port
-        proto = check_protocol(protocol if protocol else default_protocol)
+        proto = check_protocol(protocol if slash else default_protocol)
     except ValueError as exc:
         raise UsageError(
             f"{exc} (in {text!r}; expected PORT[:EXTERNAL][/tcp|/udp])"
@@ -392,7 +394,7 @@ def cmd_list(ctx: Context) -> int:
     ]
     lines = [
         f"{m.external_port:>5}/{m.protocol.value} -> "
-        f"{m.internal_client}:{m.internal_port}"
+        f"{_shown(m.internal_client)}:{m.internal_port}"
         f"  lease {m.lease or 'permanent'}  {m.description!r}"
         for m in mappings
     ] or ["no port mappings"]
@@ -470,16 +472,27 @@ def exit_code_for(exc: BaseException) -> int:
     return EXIT_INTERNAL
 
 
-def _report(exc: BaseException, code: int, args: argparse.Namespace | None) -> None:
+def _shown(text: str) -> str:
+    """*text* safe for a terminal: what a gateway sends may hold escape
+    sequences, so anything unprintable is shown as its Python escape."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+def _report(
+    exc: BaseException,
+    code: int,
+    args: argparse.Namespace | None,
+    wants_json: bool = False,
+) -> None:
     debug = bool(args and getattr(args, "debug", False))
     if debug:
         traceback.print_exception(type(exc), exc, exc.__traceback__, file=sys.stderr)
     message = str(exc) or type(exc).__name__
     if code == EXIT_INTERNAL:
         message = f"internal error: {type(exc).__name__}: {message} (run with --debug)"
-    print(f"natfwd: {' '.join(message.split())}", file=sys.stderr)
+    print(f"natfwd: {_shown(' '.join(message.split()))}", file=sys.stderr)
 
-    if args is not None and getattr(args, "json", False):
+    if wants_json or (args is not None and getattr(args, "json", False)):
         error: dict[str, object] = {
             "type": type(exc).__name__,
             "message": str(exc),
@@ -495,7 +508,12 @@ def _report(exc: BaseException, code: int, args: argparse.Namespace | None) -> N
 def _setup_logging(verbosity: int) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("natfwd: %(levelname)s: %(message)s"))
+    handler.set_name("natfwd.cli")
     root = logging.getLogger("natfwd")
+    # main() may run more than once in a process: one handler, on the
+    # stderr of this run.
+    for old in [h for h in root.handlers if h.get_name() == "natfwd.cli"]:
+        root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(
         logging.WARNING
@@ -527,5 +545,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_INTERRUPTED
     except Exception as exc:
         code = exit_code_for(exc)
-        _report(exc, code, args)
+        # Arguments that did not parse still asked for JSON, if they did.
+        wants_json = "--json" in (sys.argv[1:] if argv is None else argv)
+        _report(exc, code, args, wants_json and args is None)
         return code
