@@ -17,10 +17,10 @@ import struct
 import sys
 import time
 from dataclasses import dataclass
-from urllib.parse import urlsplit
 
 from natfwd._deadline import Deadline
 from natfwd._exceptions import InvalidArgument
+from natfwd._validate import check_url
 
 __all__ = ["SEARCH_TARGETS", "Response", "search"]
 
@@ -69,12 +69,16 @@ def _request(target: str, host: str = MULTICAST_GROUP) -> bytes:
 
 
 def parse_response(data: bytes, source: str) -> Response | None:
-    """A Response from one datagram, or None if it is not a usable answer."""
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        return None
-    lines = text.split("\r\n")
+    """A Response from one datagram, or None if it is not a usable answer.
+
+    Anything a device on the LAN sends must give a Response or None, never
+    an exception: one bad answer cannot be allowed to end the search.
+    """
+    # Latin-1 decodes any bytes: a SERVER header in another charset is no
+    # reason to drop the answer; the LOCATION is checked to be ASCII.
+    text = data.decode("latin-1")
+    # Some devices end their lines with a bare LF.
+    lines = [line.rstrip("\r") for line in text.split("\n")]
     if not lines[0].startswith("HTTP/1.") or lines[0].split()[1:2] != ["200"]:
         return None
 
@@ -86,8 +90,9 @@ def parse_response(data: bytes, source: str) -> Response | None:
     location = headers.get("location", "")
     st = headers.get("st", "")
 
-    parts = urlsplit(location)
-    if parts.scheme != "http" or not parts.hostname or len(location) > 1024:
+    try:
+        check_url(location, "LOCATION")
+    except InvalidArgument:
         return None
     if st not in SEARCH_TARGETS:
         return None
