@@ -20,10 +20,11 @@ Three peers are built, each with its own upstream build system and no patches:
 Sources come through ``tools/fetchcache.py`` (cache first, then the Debian
 archive's pool), are checked against their sha256, and are built into
 
-    $NATFWD_PEERS_DIR, or else <repo>/tests/.peers (git-ignored)
+    $NATFWD_PEERS_DIR, or else ${XDG_CACHE_HOME:-~/.cache}/natfwd/peers
 
-in one folder per peer named after the source's sha256, so a new pin builds
-afresh and an existing build is reused without touching the network. A build
+beside the download cache (CI keeps both between runs), in one folder per
+peer named after the source's sha256, so a new pin builds afresh and an
+existing build is reused without touching the network. A build
 runs under a file lock, so parallel test processes build each peer once.
 """
 
@@ -143,7 +144,9 @@ def peers_dir() -> Path:
     override = os.environ.get("NATFWD_PEERS_DIR")
     if override:
         return Path(override).expanduser()
-    return ROOT / "tests" / ".peers"
+
+    xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(xdg).expanduser() / "natfwd" / "peers"
 
 
 def _fetchcache():
@@ -160,10 +163,13 @@ def _fetchcache():
 def _run_step(argv: tuple[str, ...], cwd: Path, log_file) -> None:
     log_file.write(f"$ {' '.join(argv)}\n".encode())
     log_file.flush()
+    env = dict(os.environ)
+    env.setdefault("MAKEFLAGS", f"-j{os.cpu_count() or 1}")
     try:
         result = subprocess.run(
             argv,
             cwd=cwd,
+            env=env,
             stdout=log_file,
             stderr=subprocess.STDOUT,
             timeout=BUILD_TIMEOUT,
