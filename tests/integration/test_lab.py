@@ -471,3 +471,13 @@ def test_labs_coexist_and_a_name_clash_harms_neither(
 
     assert lab_natpmp.gateway_running()
     assert lab_natpmp.natpmp_address() is not None
+
+
+@lab_test
+def test_echo_server_reports_a_port_already_taken(lab_all: Lab) -> None:
+    with lab_all.echo_server(6000):
+        with pytest.raises(LabError, match="echo server on lan tcp/6000"):
+            lab_all.echo_server(6000)
+        # The internet host has no route to the LAN; the gateway reaches it.
+        assert lab_all.probe(6000, role="wan", host=lab_all.client_ip) is False
+        assert lab_all.probe(6000, role="gw", host=lab_all.client_ip)

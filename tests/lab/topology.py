@@ -850,6 +850,7 @@ class Lab:
         if ready != "ready":
             process.kill()
             process.wait()
+            process.stdout.close()
             raise LabError(f"echo server on {role} {proto}/{port} did not start")
         return EchoServer(process=process, port=port, proto=proto)
 
