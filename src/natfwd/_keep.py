@@ -531,7 +531,6 @@ class Keeper:
                 )
             return
 
-        self._connect_failures = 0
         self.gateway = gateway
         self.info = _GatewayInfo(
             method=gateway.method.value,
@@ -580,7 +579,15 @@ class Keeper:
             self.gateway.close()
         self.gateway = None
         self.info = None
-        self._connect_at = time.monotonic()
+        # The first time at once (the gateway may have moved to another
+        # address or port); then backing off, until a mapping succeeds.
+        self._connect_failures += 1
+        delay = (
+            self._backoff(self._connect_failures - 1)
+            if self._connect_failures > 1
+            else 0.0
+        )
+        self._connect_at = time.monotonic() + delay
         self._save()
 
     # -- mapping ------------------------------------------------------------
@@ -604,6 +611,7 @@ class Keeper:
 
         held.mapping = mapping
         held.failures = 0
+        self._connect_failures = 0
         renew_in = self._renewal_delay(mapping.lease)
         held.renew_at = time.monotonic() + (renew_in or 0.0)
         self._after_request()
@@ -704,7 +712,8 @@ class Keeper:
                         held.spec.protocol,
                         timeout=min(2.0, self._call_timeout()),
                     )
-                    held.mapping = None  # removed: no "lost", no leftover
+                    held.mapping = None  # removed: no leftover to record
+                    self.events.emit("lost", **held.spec.to_json(), reason=reason)
         self._lose_gateway(reason)
         return True
 

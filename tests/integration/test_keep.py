@@ -1,0 +1,439 @@
+"""natfwd keep against the real miniupnpd of the lab, and its systemd units.
+
+Every keeper runs on the lab's LAN client, with short leases and a short
+``--renew-margin`` and ``--check-interval``, so renewals and restarts play
+out in seconds. Its stdout is read as the helper protocol
+(docs/helper-protocol.md): each test waits for events, never for time.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from lab import Lab
+
+from natfwd import _keep
+from natfwd._exceptions import InvalidArgument
+
+ROOT = Path(__file__).resolve().parents[2]
+UNITS = ROOT / "contrib" / "systemd"
+
+lab_test = pytest.mark.lab
+
+
+class Keeper:
+    """A ``natfwd keep`` process on the lab's client, and its events."""
+
+    def __init__(self, lab: Lab, args: list[str], *, stdin=subprocess.DEVNULL):
+        self.lab = lab
+        self.events: queue.Queue[dict] = queue.Queue()
+        self.seen: list[dict] = []
+        self.process = lab.popen(
+            "lan",
+            [sys.executable, "-m", "natfwd", "keep", "--json", *args],
+            stdin=stdin,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.stderr = ""
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+        self._errors = threading.Thread(target=self._read_stderr, daemon=True)
+        self._errors.start()
+
+    def _read(self) -> None:
+        for line in self.process.stdout:
+            event = json.loads(line)
+            assert event["v"] == 1, line
+            self.events.put(event)
+
+    def _read_stderr(self) -> None:
+        self.stderr = self.process.stderr.read()
+
+    def wait_for(self, event: str, timeout: float = 15.0, **match: object) -> dict:
+        """The next event named *event* whose fields have the values *match*."""
+        end = time.monotonic() + timeout
+        while True:
+            left = end - time.monotonic()
+            try:
+                got = self.events.get(timeout=max(0.0, left))
+            except queue.Empty:
+                raise AssertionError(
+                    f"no {event!r} event {match} within {timeout} s; "
+                    f"saw {self.seen[-12:]}; stderr:\n{self.stderr_now()[-3000:]}"
+                ) from None
+            self.seen.append(got)
+            if got["event"] == event and all(got.get(k) == v for k, v in match.items()):
+                return got
+
+    def stderr_now(self) -> str:
+        if self.process.poll() is not None:
+            self._errors.join(timeout=5)
+        return self.stderr
+
+    def stop(self, signum: int = signal.SIGTERM, timeout: float = 20.0) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signum)
+        try:
+            code = self.process.wait(timeout=timeout)
+        finally:
+            self.kill()
+        return code
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        self._reader.join(timeout=5)
+        self._errors.join(timeout=5)
+        for stream in (self.process.stdin, self.process.stdout, self.process.stderr):
+            if stream is not None and not stream.closed:
+                stream.close()
+
+
+def _ports(lab: Lab) -> set[tuple[str, int]]:
+    return {(m.protocol.lower(), m.external_port) for m in lab.mappings()}
+
+
+def _wait_ports(lab: Lab, want: set, timeout: float = 10.0) -> set:
+    end = time.monotonic() + timeout
+    while True:
+        got = _ports(lab)
+        if got == want or time.monotonic() > end:
+            return got
+        time.sleep(0.1)
+
+
+# -- without a lab ------------------------------------------------------------
+
+
+def test_parse_specs() -> None:
+    specs = _keep.parse_specs(["9001", "9030:80/udp,5353/UDP"])
+    assert [str(s) for s in specs] == ["9001/tcp", "9030:80/udp", "5353/udp"]
+    assert specs[1].internal_port == 9030
+    assert specs[1].external_port == 80
+
+
+@pytest.mark.parametrize("bad", ["0", "9001/sctp", ":80", "9001:x", "1 1", "70000"])
+def test_parse_specs_rejects(bad: str) -> None:
+    with pytest.raises(InvalidArgument):
+        _keep.parse_specs([bad])
+
+
+def test_config_files_toml_and_ini(tmp_path: Path) -> None:
+    toml = tmp_path / "keep.toml"
+    toml.write_text('ports = ["9001", "53/udp"]\nlease = 600\ncheck_interval = 5\n')
+    ini = tmp_path / "keep.conf"
+    ini.write_text("[keep]\nports = 9001, 53/udp\nlease = 600\ncheck_interval = 5\n")
+    if _keep.tomllib is not None:
+        assert _keep.load_config(str(toml)) == {
+            "specs": ["9001", "53/udp"],
+            "lease": 600,
+            "check_interval": 5,
+        }
+    assert _keep.load_config(str(ini)) == {
+        "specs": ["9001", "53/udp"],
+        "lease": "600",
+        "check_interval": "5",
+    }
+
+    ini.write_text("[keep]\nports = 1\nleese = 5\n")
+    with pytest.raises(InvalidArgument, match="leese"):
+        _keep.load_config(str(ini))
+
+
+def test_journal_lines_carry_a_priority_and_no_time() -> None:
+    formatter = _keep._JournalFormatter()
+    record = logging.LogRecord(
+        "natfwd", logging.WARNING, "", 0, "lost %s", ("x",), None
+    )
+    assert formatter.format(record) == "<4>lost x"
+
+
+def test_state_file_is_replaced_atomically_and_locked(tmp_path: Path) -> None:
+    state = _keep.StateFile(tmp_path / "sub" / "keep.json")
+    state.lock()
+    try:
+        state.save({"pid": 1, "mappings": []})
+        assert json.loads(state.path.read_text())["version"] == 1
+        assert sorted(p.name for p in state.path.parent.iterdir()) == [
+            "keep.json",
+            "keep.json.lock",
+        ]
+        other = _keep.StateFile(state.path)
+        with pytest.raises(_keep.StateBusy):
+            other.lock()
+    finally:
+        state.unlock()
+    leftovers = [p for p in state.path.parent.iterdir() if p.name.startswith(".")]
+    assert leftovers == []
+
+
+def _verify_unit(tmp_path: Path, name: str, instance: str | None = None) -> None:
+    natfwd = shutil.which("natfwd", path=str(Path(sys.executable).parent))
+    if natfwd is None:
+        pytest.skip("natfwd is not installed next to this Python")
+    text = (UNITS / name).read_text().replace("/usr/bin/natfwd", natfwd)
+    (tmp_path / name).write_text(text)
+    target = tmp_path / name
+    if instance:
+        target = tmp_path / name.replace("@", f"@{instance}")
+        target.symlink_to(name)
+
+    verify = subprocess.run(
+        ["systemd-analyze", "verify", "--man=no", str(target)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert verify.returncode == 0, verify.stderr
+    # verify only warns about unknown or misplaced keys; any output is a fault
+    assert verify.stderr.strip() == ""
+
+    security = subprocess.run(
+        ["systemd-analyze", "security", "--offline=yes", "--threshold=20",
+         str(target)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )  # fmt: skip
+    if "--offline" in security.stderr:
+        return  # systemd older than 250 cannot rate a unit file offline
+    assert security.returncode == 0, security.stdout[-2000:]
+
+
+@pytest.mark.skipif(
+    shutil.which("systemd-analyze") is None,
+    reason="systemd-analyze is not installed (Debian package systemd)",
+)
+@pytest.mark.parametrize(
+    ("unit", "instance"),
+    [("natfwd-keep@.service", "9001-udp"), ("natfwd-keep.service", None)],
+)
+def test_systemd_units_verify(tmp_path: Path, unit: str, instance: str | None):
+    _verify_unit(tmp_path, unit, instance)
+
+
+# -- in the lab ---------------------------------------------------------------
+
+
+@lab_test
+def test_natpmp_renews_from_the_granted_lease_and_sigterm_removes(
+    lab_natpmp: Lab, tmp_path: Path
+) -> None:
+    state = tmp_path / "state.json"
+    keeper = Keeper(
+        lab_natpmp,
+        ["7000", "7001/udp", "--via", "natpmp", "--lease", "10",
+         "--renew-margin", "8", "--state-file", str(state)],
+    )  # fmt: skip
+    try:
+        mapped = keeper.wait_for("mapped", internal_port=7000)
+        assert mapped["mapping"]["lease"] == 10
+        assert mapped["renew_in"] == 2.0
+        keeper.wait_for("mapped", internal_port=7001)
+        assert _ports(lab_natpmp) == {("tcp", 7000), ("udp", 7001)}
+        assert json.loads(state.read_text())["mappings"]
+
+        renewed = keeper.wait_for("renewed", timeout=6, internal_port=7000)
+        assert renewed["mapping"]["lease"] == 10
+
+        assert keeper.stop(signal.SIGTERM) == 0
+    finally:
+        keeper.kill()
+    events = [e["event"] for e in keeper.seen] + _drain(keeper)
+    assert events.count("removed") == 2
+    assert events[-1] == "shutdown"
+    assert _ports(lab_natpmp) == set()
+    assert not state.exists()
+
+
+def _drain(keeper: Keeper) -> list[str]:
+    names = []
+    while True:
+        try:
+            event = keeper.events.get_nowait()
+        except queue.Empty:
+            return names
+        keeper.seen.append(event)
+        names.append(event["event"])
+
+
+@lab_test
+@pytest.mark.parametrize("fresh_lab", ["natpmp"], indirect=True)
+def test_natpmp_epoch_reset_is_mapped_again(fresh_lab: Lab, tmp_path: Path):
+    keeper = Keeper(
+        fresh_lab,
+        ["7010", "--via", "natpmp", "--lease", "20", "--check-interval", "1",
+         "--state-file", str(tmp_path / "state.json")],
+    )  # fmt: skip
+    try:
+        keeper.wait_for("mapped", internal_port=7010)
+        time.sleep(2.5)  # let the epoch grow past the restart's slack
+
+        fresh_lab.restart_gateway(keep_leases=False)
+        assert _ports(fresh_lab) == set()
+        restarted = time.monotonic()
+
+        lost = keeper.wait_for("lost", internal_port=7010)
+        assert "restarted" in lost["reason"]
+        keeper.wait_for("mapped", internal_port=7010)
+        # within one renewal period (half the 20 s lease), and in fact within
+        # a check interval or two
+        assert time.monotonic() - restarted < 10
+        assert _ports(fresh_lab) == {("tcp", 7010)}
+
+        assert keeper.stop() == 0
+    finally:
+        keeper.kill()
+    assert _ports(fresh_lab) == set()
+
+
+@lab_test
+@pytest.mark.parametrize("fresh_lab", ["upnp"], indirect=True)
+def test_miniupnpd_restart_is_mapped_again_and_traffic_flows(
+    fresh_lab: Lab, tmp_path: Path
+) -> None:
+    keeper = Keeper(
+        fresh_lab,
+        ["7020", "--via", "upnp", "--lease", "30", "--check-interval", "1",
+         "--state-file", str(tmp_path / "state.json")],
+    )  # fmt: skip
+    try:
+        keeper.wait_for("mapped", internal_port=7020)
+        fresh_lab.restart_gateway(keep_leases=False)
+        restarted = time.monotonic()
+
+        keeper.wait_for("lost", internal_port=7020)
+        keeper.wait_for("mapped", internal_port=7020)
+        assert time.monotonic() - restarted < 15  # the renewal period
+        with fresh_lab.echo_server(7020, max_seconds=20):
+            assert fresh_lab.probe(7020)
+
+        assert keeper.stop() == 0
+    finally:
+        keeper.kill()
+    assert _ports(fresh_lab) == set()
+
+
+@lab_test
+@pytest.mark.parametrize("via", ["upnp", "natpmp"])
+def test_after_sigkill_the_next_start_removes_the_leftovers(
+    lab_all: Lab, tmp_path: Path, via: str
+) -> None:
+    state = tmp_path / "state.json"
+    common = ["--via", via, "--lease", "60", "--state-file", str(state)]
+
+    first = Keeper(lab_all, ["7030", "7031/udp", *common])
+    try:
+        first.wait_for("mapped", internal_port=7030)
+        first.wait_for("mapped", internal_port=7031)
+    finally:
+        first.stop(signal.SIGKILL)
+    assert _ports(lab_all) == {("tcp", 7030), ("udp", 7031)}
+    assert len(json.loads(state.read_text())["mappings"]) == 2
+
+    second = Keeper(lab_all, ["7031/udp", "7032", *common])
+    try:
+        second.wait_for("removed", internal_port=7030, leftover=True)
+        second.wait_for("mapped", internal_port=7032)
+        assert _ports(lab_all) == {("udp", 7031), ("tcp", 7032)}
+        assert second.stop() == 0
+    finally:
+        second.kill()
+    assert _ports(lab_all) == set()
+    assert not state.exists()
+
+
+@lab_test
+def test_closing_stdin_stops_the_keeper(lab_all: Lab, tmp_path: Path) -> None:
+    keeper = Keeper(
+        lab_all,
+        ["7040", "--via", "upnp", "--state-file", str(tmp_path / "s.json")],
+        stdin=subprocess.PIPE,
+    )
+    try:
+        keeper.wait_for("mapped", internal_port=7040)
+        keeper.process.stdin.write("anything the host says is ignored\n")
+        keeper.process.stdin.flush()
+        keeper.process.stdin.close()
+        shutdown = keeper.wait_for("shutdown")
+        assert shutdown["reason"] == "stdin closed"
+        assert shutdown["removed"] == 1
+        assert keeper.process.wait(timeout=10) == 0
+    finally:
+        keeper.kill()
+    assert _ports(lab_all) == set()
+
+
+@lab_test
+def test_a_second_keeper_on_the_same_state_file_is_refused(
+    lab_all: Lab, tmp_path: Path
+) -> None:
+    state = str(tmp_path / "state.json")
+    first = Keeper(lab_all, ["7050", "--via", "upnp", "--state-file", state])
+    try:
+        first.wait_for("mapped", internal_port=7050)
+        second = lab_all.client_exec(
+            [sys.executable, "-m", "natfwd", "keep", "7051", "--state-file", state],
+            timeout=30,
+        )
+        assert second.returncode == 7
+        assert "another natfwd keep" in second.stderr
+        assert first.stop() == 0
+    finally:
+        first.kill()
+    assert _ports(lab_all) == set()
+
+
+@lab_test
+def test_a_new_default_gateway_is_followed(lab_all: Lab, tmp_path: Path) -> None:
+    ns = lab_all.client_ns
+    keeper = Keeper(
+        lab_all,
+        ["7060", "--via", "natpmp", "--timeout", "3", "--check-interval", "1",
+         "--state-file", str(tmp_path / "state.json")],
+    )  # fmt: skip
+    elsewhere = "192.168.50.2"  # on the LAN, but nobody is there
+    try:
+        keeper.wait_for("mapped", internal_port=7060)
+
+        subprocess.run(
+            ["ip", "-n", ns, "route", "replace", "default", "via", elsewhere],
+            check=True,
+        )
+        lost = keeper.wait_for("lost", internal_port=7060)
+        assert elsewhere in lost["reason"]
+        keeper.wait_for("failed", internal_port=7060)
+        # the keeper took its mapping off the old gateway on its way out
+        assert _wait_ports(lab_all, set()) == set()
+
+        subprocess.run(
+            ["ip", "-n", ns, "route", "replace", "default", "via",
+             lab_all.gateway_lan_ip],
+            check=True,
+        )  # fmt: skip
+        keeper.wait_for("mapped", timeout=20, internal_port=7060)
+        assert _ports(lab_all) == {("tcp", 7060)}
+        assert keeper.stop() == 0
+    finally:
+        keeper.kill()
+        subprocess.run(
+            ["ip", "-n", ns, "route", "replace", "default", "via",
+             lab_all.gateway_lan_ip],
+            check=False,
+        )  # fmt: skip
+    assert _ports(lab_all) == set()
