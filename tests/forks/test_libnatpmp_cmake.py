@@ -175,25 +175,69 @@ def test_add_subdirectory_builds_a_pic_module(tmp_path):
     assert ext.consumer_close_null() == -1
 
 
-@pytest.mark.windows
-def test_cross_builds_for_windows_with_mingw(tmp_path):
+def mingw_args() -> list[str]:
     if shutil.which(MINGW_CC) is None:
         pytest.skip(f"no {MINGW_CC}: install the Debian package mingw-w64")
-    build = tmp_path / "build"
+    return [
+        "-DCMAKE_SYSTEM_NAME=Windows",
+        f"-DCMAKE_C_COMPILER={MINGW_CC}",
+        f"-DCMAKE_CXX_COMPILER={MINGW_CXX}",
+    ]
 
-    ok(
-        cmake(
-            OLD_MINIMUM,
-            "-DCMAKE_SYSTEM_NAME=Windows",
-            f"-DCMAKE_C_COMPILER={MINGW_CC}",
-            f"-DCMAKE_CXX_COMPILER={MINGW_CXX}",
-            "-S",
-            tree(),
-            "-B",
-            build,
-        )
-    )
+
+@pytest.mark.windows
+def test_cross_builds_for_windows_with_mingw(tmp_path):
+    build = tmp_path / "build"
+    ok(cmake(OLD_MINIMUM, *mingw_args(), "-S", tree(), "-B", build))
+
     proc = cmake("--build", build)
 
     ok(proc)
     assert (build / "natpmpc.exe").is_file()
+
+
+@pytest.mark.windows
+def test_windows_consumer_links_against_the_installed_package(tmp_path):
+    # Links only if the package passes on NATPMP_STATICLIB (else natpmp.h
+    # asks for DLL imports) and the socket libraries the library needs.
+    prefix = tmp_path / "prefix"
+    ok(cmake(OLD_MINIMUM, *mingw_args(), "-S", tree(), "-B", tmp_path / "build"))
+    ok(cmake("--build", tmp_path / "build"))
+    ok(cmake("--install", tmp_path / "build", "--prefix", prefix))
+
+    project = tmp_path / "consumer"
+    project.mkdir()
+    consumer_source(project / "consumer.c")
+    (project / "main.c").write_text(
+        "#include <natpmp.h>\n"
+        "const char *consumer_describe(int code);\n"
+        "int main(void)\n"
+        "{\n"
+        "\tnatpmp_t natpmp;\n"
+        "\tconsumer_describe(initnatpmp(&natpmp, 0, 0));\n"
+        "\treturn 0;\n"
+        "}\n"
+    )
+    (project / "CMakeLists.txt").write_text(
+        "cmake_minimum_required(VERSION 3.5...3.31)\n"
+        "project(consumer C)\n"
+        "find_package(natpmp CONFIG REQUIRED)\n"
+        "add_executable(consumer main.c consumer.c)\n"
+        f"target_compile_options(consumer PRIVATE {STRICT})\n"
+        "target_link_libraries(consumer PRIVATE natpmp::natpmp)\n"
+    )
+    build = tmp_path / "consumer-build"
+    ok(
+        cmake(
+            *mingw_args(),
+            f"-DCMAKE_PREFIX_PATH={prefix}",
+            "-DCMAKE_FIND_ROOT_PATH_MODE_PACKAGE=BOTH",
+            "-S",
+            project,
+            "-B",
+            build,
+        )
+    )
+
+    ok(cmake("--build", build))
+    assert (build / "consumer.exe").is_file()
