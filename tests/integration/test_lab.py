@@ -481,3 +481,29 @@ def test_echo_server_reports_a_port_already_taken(lab_all: Lab) -> None:
         # The internet host has no route to the LAN; the gateway reaches it.
         assert lab_all.probe(6000, role="wan", host=lab_all.client_ip) is False
         assert lab_all.probe(6000, role="gw", host=lab_all.client_ip)
+
+
+@lab_test
+@pytest.mark.parametrize("fresh_lab", [{"variant": "all", "clients": 2}], indirect=True)
+def test_two_clients_cannot_take_the_same_external_port(
+    fresh_lab: Lab, upnpc: Path
+) -> None:
+    lab = fresh_lab
+    first, second = lab.client_ips
+    assert lab.client_roles == ["lan", "lan2"]
+
+    taken = lab.exec("lan", [upnpc, "-a", first, "8080", "8080", "TCP"])
+    assert taken.returncode == 0, taken.stdout + taken.stderr
+    clash = lab.exec("lan2", [upnpc, "-a", second, "8080", "8080", "TCP"])
+    assert clash.returncode != 0
+    assert "718" in clash.stdout + clash.stderr  # ConflictInMappingEntry
+
+    # The second client still maps another port, and only to itself.
+    with lab.echo_server(8081, role="lan2") as server:
+        assert lab.natpmp_map(8081, 8081, role="lan2") is not None
+        assert lab.probe(8081)
+        assert server.wait_for_peers(1)
+    assert sorted(lab.mappings(), key=str) == [
+        Mapping("TCP", 8080, first, 8080),
+        Mapping("TCP", 8081, second, 8081),
+    ]

@@ -1,14 +1,15 @@
-"""Three network namespaces and a real miniupnpd: a home router on one machine.
+"""Network namespaces and a real miniupnpd: a home router on one machine.
 
-Each :class:`Lab` owns three Linux network namespaces, named
+Each :class:`Lab` owns three (or more) Linux network namespaces, named
 ``nfl-<lab name>-<role>``::
 
-    client (role "lan")            gateway (role "gw")           internet (role "wan")
-    eth0 192.168.50.10/24 ---- lan0 192.168.50.1/24
-                                   wan0 203.0.113.10/24 ---- eth0 203.0.113.1/24
+    client (role "lan")       gateway (role "gw")          internet (role "wan")
+    eth0 192.168.50.10/24 -- lanp1 ] bridge lan0
+    [client "lan2" .11 ... -- lanp2 ] 192.168.50.1/24
+                               wan0 203.0.113.10/24 ------ eth0 203.0.113.1/24
 
-The client's default route is the gateway, so SSDP discovery and NAT-PMP to
-"the default gateway" work from the client namespace exactly as on a home
+The clients' default route is the gateway, so SSDP discovery and NAT-PMP to
+"the default gateway" work from a client namespace exactly as on a home
 network. The gateway forwards, masquerades LAN traffic going out, and runs
 miniupnpd on ``lan0`` with ``wan0`` as its external interface. The internet
 namespace stands for any host outside: tests connect from it to
@@ -60,17 +61,21 @@ log = logging.getLogger("natfwd.lab")
 
 NAME_PREFIX = "nfl-"
 ROLES = ("lan", "gw", "wan")
+#: Most LAN clients one lab may have (roles "lan", "lan2", ... "lan8").
+MAX_CLIENTS = 8
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,23}$")
-_NETNS_RE = re.compile(rf"^{NAME_PREFIX}(?P<lab>[a-z0-9-]+)-(?P<role>lan|gw|wan)$")
+_NETNS_RE = re.compile(
+    rf"^{NAME_PREFIX}(?P<lab>[a-z0-9-]+)-(?P<role>lan[2-{MAX_CLIENTS}]?|gw|wan)$"
+)
 
 LAN_NETWORK = ipaddress.IPv4Network("192.168.50.0/24")
 WAN_NETWORK = ipaddress.IPv4Network("203.0.113.0/24")
-CLIENT_IP = "192.168.50.10"
+CLIENT_IP = "192.168.50.10"  # client n (1-based) has 192.168.50.(9 + n)
 GATEWAY_LAN_IP = "192.168.50.1"
 GATEWAY_WAN_IP = "203.0.113.10"
 WAN_HOST_IP = "203.0.113.1"
 CLIENT_IFNAME = "eth0"
-LAN_IFNAME = "lan0"
+LAN_IFNAME = "lan0"  # a bridge, with one port "lanpN" per client
 WAN_IFNAME = "wan0"
 WAN_HOST_IFNAME = "eth0"
 NATPMP_PORT = 5351
@@ -338,6 +343,7 @@ class Lab:
         http_port: int = 5000,
         min_lifetime: int = 120,
         max_lifetime: int = 86400,
+        clients: int = 1,
         offline: bool = False,
     ) -> None:
         self.variant = gateway.variant(variant)
@@ -349,6 +355,8 @@ class Lab:
                 f"lab name {name!r} must be 1-24 of a-z, 0-9 and '-', "
                 "starting with a letter or digit"
             )
+        if not 1 <= clients <= MAX_CLIENTS:
+            raise ValueError(f"clients must be in 1..{MAX_CLIENTS}, got {clients!r}")
         if not 1024 <= http_port <= 65535:
             raise ValueError(f"http_port must be in 1024..65535, got {http_port!r}")
         if not 120 <= min_lifetime < max_lifetime <= 86400:
@@ -363,9 +371,19 @@ class Lab:
         self.http_port = http_port
         self.min_lifetime = min_lifetime
         self.max_lifetime = max_lifetime
+        self.clients = clients
         self.offline = offline
 
-        self.client_ns = f"{NAME_PREFIX}{name}-lan"
+        #: The LAN clients' roles, first "lan", then "lan2", "lan3"...
+        self.client_roles = ["lan"] + [f"lan{n}" for n in range(2, clients + 1)]
+        #: Each LAN client's address, in the order of :attr:`client_roles`.
+        self.client_ips = [
+            str(ipaddress.IPv4Address(CLIENT_IP) + n) for n in range(clients)
+        ]
+        self.client_namespaces = [
+            f"{NAME_PREFIX}{name}-{role}" for role in self.client_roles
+        ]
+        self.client_ns = self.client_namespaces[0]
         self.gateway_ns = f"{NAME_PREFIX}{name}-gw"
         self.wan_ns = f"{NAME_PREFIX}{name}-wan"
         self.rundir = run_root() / name
@@ -489,7 +507,7 @@ class Lab:
 
         lab = cls(state["variant"], name=name, **state["options"])
         lab._started = True
-        lab._owned_netns = [lab.client_ns, lab.gateway_ns, lab.wan_ns]
+        lab._owned_netns = [*lab.client_namespaces, lab.gateway_ns, lab.wan_ns]
         lab._owns_rundir = True
         lab._daemon_pid = state.get("miniupnpd_pid")
         lab._miniupnpd = Path(state["miniupnpd"])
@@ -525,6 +543,7 @@ class Lab:
                 "http_port": self.http_port,
                 "min_lifetime": self.min_lifetime,
                 "max_lifetime": self.max_lifetime,
+                "clients": self.clients,
             },
             "owner_pid": owner,
             "owner_start": _process_start_time(owner),
@@ -541,35 +560,45 @@ class Lab:
         partial.replace(folder / "state.json")
 
     def _make_namespaces(self) -> None:
-        for netns in (self.client_ns, self.gateway_ns, self.wan_ns):
+        for netns in (*self.client_namespaces, self.gateway_ns, self.wan_ns):
             _run(["ip", "netns", "add", netns])
             self._owned_netns.append(netns)
             _run(["ip", "-n", netns, "link", "set", "lo", "up"])
 
-        _run([
-            "ip", "-n", self.gateway_ns, "link", "add", LAN_IFNAME, "type", "veth",
-            "peer", "name", CLIENT_IFNAME, "netns", self.client_ns,
-        ])  # fmt: skip
-        _run([
-            "ip", "-n", self.gateway_ns, "link", "add", WAN_IFNAME, "type", "veth",
-            "peer", "name", WAN_HOST_IFNAME, "netns", self.wan_ns,
-        ])  # fmt: skip
-
+        gw = ["ip", "-n", self.gateway_ns]
         lan_prefix = LAN_NETWORK.prefixlen
         wan_prefix = WAN_NETWORK.prefixlen
-        for netns, ifname, address in (
-            (self.client_ns, CLIENT_IFNAME, f"{CLIENT_IP}/{lan_prefix}"),
-            (self.gateway_ns, LAN_IFNAME, f"{GATEWAY_LAN_IP}/{lan_prefix}"),
-            (self.gateway_ns, WAN_IFNAME, f"{GATEWAY_WAN_IP}/{wan_prefix}"),
-            (self.wan_ns, WAN_HOST_IFNAME, f"{WAN_HOST_IP}/{wan_prefix}"),
-        ):
-            _run(["ip", "-n", netns, "addr", "add", address, "dev", ifname])
-            _run(["ip", "-n", netns, "link", "set", ifname, "up"])
 
-        _run(["ip", "-n", self.client_ns, "route", "add", "default", "via",
-              GATEWAY_LAN_IP])  # fmt: skip
-        _run(["ip", "-n", self.gateway_ns, "route", "add", "default", "via",
-              WAN_HOST_IP])  # fmt: skip
+        # The LAN: a bridge on the gateway, one port per client. Snooping is
+        # off so SSDP multicast reaches miniupnpd without an IGMP querier.
+        _run([*gw, "link", "add", LAN_IFNAME, "type", "bridge",
+              "mcast_snooping", "0"])  # fmt: skip
+        for n, (netns, address) in enumerate(
+            zip(self.client_namespaces, self.client_ips), start=1
+        ):
+            port = f"lanp{n}"
+            _run([*gw, "link", "add", port, "type", "veth",
+                  "peer", "name", CLIENT_IFNAME, "netns", netns])  # fmt: skip
+            _run([*gw, "link", "set", port, "master", LAN_IFNAME, "up"])
+            _run(["ip", "-n", netns, "addr", "add", f"{address}/{lan_prefix}",
+                  "dev", CLIENT_IFNAME])  # fmt: skip
+            _run(["ip", "-n", netns, "link", "set", CLIENT_IFNAME, "up"])
+            _run(["ip", "-n", netns, "route", "add", "default", "via",
+                  GATEWAY_LAN_IP])  # fmt: skip
+        _run([*gw, "addr", "add", f"{GATEWAY_LAN_IP}/{lan_prefix}",
+              "dev", LAN_IFNAME])  # fmt: skip
+        _run([*gw, "link", "set", LAN_IFNAME, "up"])
+
+        # The WAN: one link to the internet host, the gateway's default route.
+        _run([*gw, "link", "add", WAN_IFNAME, "type", "veth",
+              "peer", "name", WAN_HOST_IFNAME, "netns", self.wan_ns])  # fmt: skip
+        _run([*gw, "addr", "add", f"{GATEWAY_WAN_IP}/{wan_prefix}",
+              "dev", WAN_IFNAME])  # fmt: skip
+        _run([*gw, "link", "set", WAN_IFNAME, "up"])
+        _run(["ip", "-n", self.wan_ns, "addr", "add", f"{WAN_HOST_IP}/{wan_prefix}",
+              "dev", WAN_HOST_IFNAME])  # fmt: skip
+        _run(["ip", "-n", self.wan_ns, "link", "set", WAN_HOST_IFNAME, "up"])
+        _run([*gw, "route", "add", "default", "via", WAN_HOST_IP])
 
     def _configure_gateway(self) -> None:
         _run(["ip", "netns", "exec", self.gateway_ns,
@@ -756,13 +785,26 @@ class Lab:
             raise LabError(f"lab {self.name!r} is not running")
 
     def netns(self, role: str) -> str:
-        """Return the namespace name for *role*: "lan", "gw" or "wan"."""
+        """Return the namespace of *role*: "lan" (the first client), "lan2"
+        and on (the other clients), "gw" (the gateway) or "wan" (the internet
+        host)."""
+        roles = dict(zip(self.client_roles, self.client_namespaces))
+        roles.update(gw=self.gateway_ns, wan=self.wan_ns)
         try:
-            return {"lan": self.client_ns, "gw": self.gateway_ns,
-                    "wan": self.wan_ns}[role]  # fmt: skip
+            return roles[role]
         except KeyError:
             raise ValueError(
-                f"unknown role {role!r}; expected one of {', '.join(ROLES)}"
+                f"unknown role {role!r}; expected one of {', '.join(roles)}"
+            ) from None
+
+    def client_ip_of(self, role: str) -> str:
+        """Return the address of the LAN client *role* ("lan", "lan2"...)."""
+        try:
+            return self.client_ips[self.client_roles.index(role)]
+        except ValueError:
+            raise ValueError(
+                f"{role!r} is not a LAN client of this lab; expected one of "
+                f"{', '.join(self.client_roles)}"
             ) from None
 
     def argv(self, role: str, argv: Sequence[str | os.PathLike]) -> list[str]:
@@ -938,8 +980,9 @@ class Lab:
         proto: str = "tcp",
         lifetime: int = 3600,
         nonce: str | None = None,
+        role: str = "lan",
     ) -> dict | None:
-        """Send one PCP MAP request from the client (lifetime 0 deletes).
+        """Send one PCP MAP request from client *role* (lifetime 0 deletes).
 
         *nonce* (24 hex digits) defaults to :attr:`pcp_nonce`, the same for
         every request of this lab, as one PCP client keeps it; miniupnpd
@@ -951,15 +994,17 @@ class Lab:
         return self._natpmp_probe(
             ["pcp-map", "--proto", proto, "--internal", str(internal_port),
              "--external", str(external_port), "--lifetime", str(lifetime),
-             "--client-ip", CLIENT_IP, "--nonce", nonce or self.pcp_nonce],
-            "lan",
+             "--client-ip", self.client_ip_of(role),
+             "--nonce", nonce or self.pcp_nonce],
+            role,
         )  # fmt: skip
 
     def describe(self) -> str:
         """Return a few lines saying what this lab is and how to use it."""
         return "\n".join([
             f"lab {self.name!r}: {self.variant.summary}",
-            f"  client   {self.client_ns:<22} {CLIENT_IP}",
+            *(f"  client   {netns:<22} {address}"
+              for netns, address in zip(self.client_namespaces, self.client_ips)),
             f"  gateway  {self.gateway_ns:<22} LAN {GATEWAY_LAN_IP}, "
             f"WAN {GATEWAY_WAN_IP} (miniupnpd)",
             f"  internet {self.wan_ns:<22} {WAN_HOST_IP}",
