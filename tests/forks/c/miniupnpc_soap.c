@@ -6,11 +6,13 @@
  *   miniupnpc_soap URL specific
  *   miniupnpc_soap URL generic
  *   miniupnpc_soap URL delrange SERVICETYPE
+ *   miniupnpc_soap URL list
  */
 #include <stdio.h>
 #include <string.h>
 
 #include "upnpcommands.h"
+#include "portlistingparse.h"
 
 #define SERVICE "urn:schemas-upnp-org:service:WANIPConnection:1"
 
@@ -23,7 +25,7 @@ main(int argc, char * argv[])
 
 	if(argc < 3) {
 		fprintf(stderr, "usage: %s URL add DESC | specific | generic"
-		        " | delrange SERVICETYPE\n", argv[0]);
+		        " | delrange SERVICETYPE | list\n", argv[0]);
 		return 2;
 	}
 	memset(desc, 0, sizeof(desc));
@@ -45,6 +47,19 @@ main(int argc, char * argv[])
 		r = UPNP_DeletePortMappingRange(argv[1], argv[3], "4321", "4330",
 		                                "TCP", "0");
 		printf("ret=%d\n", r);
+	} else if(strcmp(argv[2], "list") == 0) {
+		struct PortMappingParserData list;
+		struct PortMapping * pm;
+		r = UPNP_GetListOfPortMappings(argv[1], SERVICE, "0", "65535", "TCP",
+		                               "100", &list);
+		printf("ret=%d\n", r);
+		if(r == 0) {
+			for(pm = list.l_head; pm; pm = pm->l_next)
+				printf("entry=%s|%hu|%s|%hu|%s|%s\n", pm->protocol,
+				       pm->externalPort, pm->internalClient,
+				       pm->internalPort, pm->remoteHost, pm->description);
+			FreePortListing(&list);
+		}
 	} else {
 		fprintf(stderr, "unknown action %s\n", argv[2]);
 		return 2;
