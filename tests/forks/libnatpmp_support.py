@@ -36,6 +36,9 @@ DEFINES = ["ENABLE_STRNATPMPERR", "NATPMP_MAX_RETRIES=2"]
 #: Where the scripted gateway listens, inside the test's namespace.
 GATEWAY = "127.0.0.1"
 
+#: What AddressSanitizer and UndefinedBehaviorSanitizer print on a finding.
+SANITIZER_MARKS = ("AddressSanitizer", "runtime error:")
+
 
 def tree() -> Path:
     """The libnatpmp tree under test (see ``conftest.fork_tree``)."""
@@ -44,6 +47,12 @@ def tree() -> Path:
     if not path.is_dir():
         pytest.skip(f"no {LIB} tree at {path}: run 'tools/patchq apply {LIB}'")
     return path
+
+
+def assert_clean(proc: subprocess.CompletedProcess[str]) -> None:
+    """Fail if a harness built with sanitizers reported anything."""
+    for mark in SANITIZER_MARKS:
+        assert mark not in proc.stderr, proc.stderr
 
 
 def build_client(cc) -> Path:
@@ -60,7 +69,8 @@ class Netns:
         return ["ip", "netns", "exec", self.name, *map(str, argv)]
 
     def run(self, *argv: str | Path, timeout: float = TIMEOUT):
-        return subprocess.run(
+        """Run a program in the namespace; sanitizer findings fail the test."""
+        proc = subprocess.run(
             self.cmd(*argv),
             capture_output=True,
             text=True,
@@ -68,6 +78,8 @@ class Netns:
             timeout=timeout,
             check=False,
         )
+        assert_clean(proc)
+        return proc
 
 
 @contextmanager

@@ -11,7 +11,7 @@ import re
 import subprocess
 
 import pytest
-from libnatpmp_support import DEFINES, LIB, SOURCES, TIMEOUT, tree
+from libnatpmp_support import DEFINES, LIB, SOURCES, TIMEOUT, assert_clean, tree
 
 UNKNOWN = "Unknown libnatpmp error"
 CODE = re.compile(r"^#define\s+(NATPMP_(?:ERR_\w+|TRYAGAIN))\s+\((-\d+)\)", re.M)
@@ -32,6 +32,7 @@ def texts(cc_module):
         timeout=TIMEOUT,
         check=True,
     )
+    assert_clean(proc)
 
     lines = dict(line.split(" ", 1) for line in proc.stdout.splitlines())
     return {codes.get(int(k), k): v for k, v in lines.items()}

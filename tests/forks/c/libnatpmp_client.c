@@ -105,7 +105,7 @@ int main(int argc, char **argv)
 	}
 
 	r = wait_for_outcome(&natpmp, &response);
-	printf("rc=%d %s\n", r, strnatpmperr(r));
+	printf("rc=%d %s\n", r, r == 0 ? "ok" : strnatpmperr(r));
 	if (r == 0)
 		print_response(&response);
 	closenatpmp(&natpmp);
