@@ -296,7 +296,7 @@ def test_repaired_wheel_is_manylinux(repaired: Path):
 def test_repaired_wheel_runs(workspace: Path, repaired: Path, clone: Path, python):
     name = Path(python).parent.parent.name
     made = Venv.create(workspace / f"run-{name}-{os.getpid()}", python)
-    made.pip("install", "-q", repaired)
+    made.pip("install", "-q", repaired, "pytest")
     version = package_version(clone)
 
     run([made.python, "-c", IMPORT_BOTH])
@@ -305,6 +305,7 @@ def test_repaired_wheel_runs(workspace: Path, repaired: Path, clone: Path, pytho
 
     assert version in module.stdout + module.stderr
     assert version in script.stdout + script.stderr
+    run_binding_tests(made.python, clone, clean_env())
 
 
 # Against the system's libraries
