@@ -132,12 +132,15 @@ def responder(
     try:
         with selectors.DefaultSelector() as sel:
             sel.register(proc.stdout, selectors.EVENT_READ)
-            if not sel.select(timeout=30) or proc.stdout.readline() != "ready\n":
-                raise RuntimeError(f"responder did not start: {proc.args}")
-        yield result
+            started = sel.select(timeout=30) and proc.stdout.readline() == "ready\n"
+        if started:
+            yield result
     finally:
         proc.terminate()
-        out, _ = proc.communicate(timeout=30)
+        out, err = proc.communicate(timeout=30)
+    # It exits with 0 when stopped; anything else is a fault of the test.
+    assert started, f"responder did not start: {proc.args}\n{err}"
+    assert proc.returncode == 0, f"responder failed: {proc.args}\n{err}"
     for line in out.splitlines():
         if line.startswith("request "):
             result.requests.append(bytes.fromhex(line.split()[1]))
