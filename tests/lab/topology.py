@@ -511,6 +511,9 @@ class Lab:
         lab._owns_rundir = True
         lab._daemon_pid = state.get("miniupnpd_pid")
         lab._miniupnpd = Path(state["miniupnpd"])
+        if not lab._miniupnpd.is_file():
+            # The build moved or was cleaned since: a restart needs it again.
+            lab._miniupnpd = peer_path(lab.variant.daemon, offline=lab.offline)
         return lab
 
     def _make_rundir(self) -> None:
@@ -601,8 +604,9 @@ class Lab:
         _run([*gw, "route", "add", "default", "via", WAN_HOST_IP])
 
     def _configure_gateway(self) -> None:
-        _run(["ip", "netns", "exec", self.gateway_ns,
-              "sysctl", "-qw", "net.ipv4.ip_forward=1"])  # fmt: skip
+        # /proc/sys/net belongs to the namespace of whoever opens it.
+        _run(["ip", "netns", "exec", self.gateway_ns, "sh", "-c",
+              "echo 1 > /proc/sys/net/ipv4/ip_forward"])  # fmt: skip
         ruleset = gateway.render_ruleset(lan_ifname=LAN_IFNAME, wan_ifname=WAN_IFNAME)
         _run(["ip", "netns", "exec", self.gateway_ns, "nft", "-f", "-"],
              input=ruleset)  # fmt: skip
