@@ -60,7 +60,6 @@ __all__ = ["Lab", "LabError", "cleanup_stale", "list_labs", "run_root"]
 log = logging.getLogger("natfwd.lab")
 
 NAME_PREFIX = "nfl-"
-ROLES = ("lan", "gw", "wan")
 #: Most LAN clients one lab may have (roles "lan", "lan2", ... "lan8").
 MAX_CLIENTS = 8
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,23}$")
@@ -311,7 +310,7 @@ class EchoServer:
 
 
 class Lab:
-    """A LAN client, a gateway running miniupnpd, and a host on the internet.
+    """LAN clients, a gateway running miniupnpd, and a host on the internet.
 
     ``with Lab(variant="all") as lab:`` sets everything up (building the
     peers first if needed) and tears it all down on the way out, whatever
@@ -327,6 +326,11 @@ class Lab:
     miniupnpd answers UPnP's GetExternalIPAddress with an empty string while
     NAT-PMP and PCP still report the address. With it, UPnP reports the
     address too, as a router with a public address does.
+
+    *clients* is the number of LAN hosts (roles ``lan``, ``lan2``...), on a
+    bridge in the gateway. *name* (default: unique per process) names the
+    namespaces; *persistent* spares the lab from :func:`cleanup_stale` once
+    its creator has exited.
 
     *min_lifetime* and *max_lifetime* bound PCP lifetimes (miniupnpd clamps
     them to 120..86400 seconds). *http_port* is miniupnpd's fixed HTTP port,
