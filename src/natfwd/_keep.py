@@ -432,7 +432,7 @@ class _Held:
         }
 
 
-def _is_refusal(exc: NatfwdError) -> bool:
+def _is_refusal(exc: Exception) -> bool:
     """A refusal is about one port; anything else is about the gateway."""
     return isinstance(exc, (UPnPError, NATPMPError, NotSupported, InvalidArgument))
 
@@ -477,14 +477,20 @@ class Keeper:
         """Keep the mappings until stopped; returns the exit status."""
         self.leftovers = self._load_leftovers()
 
-        while not self.waiter.stopping:
-            now = time.monotonic()
-            if self.gateway is None:
-                if now >= self._connect_at:
-                    self._connect()
-            else:
-                self._tick(now)
-            self.waiter.sleep(self._next_wake() - time.monotonic())
+        try:
+            while not self.waiter.stopping:
+                now = time.monotonic()
+                if self.gateway is None:
+                    if now >= self._connect_at:
+                        self._connect()
+                else:
+                    self._tick(now)
+                self.waiter.sleep(self._next_wake() - time.monotonic())
+        except Exception as exc:
+            # A bug: still take down what was mapped, then let it be seen.
+            log.exception("internal error; removing the mappings and stopping")
+            self._shutdown(f"internal error: {type(exc).__name__}: {exc}")
+            raise
 
         return self._shutdown(self.waiter.stop_reason or "stopped")
 
@@ -517,7 +523,7 @@ class Keeper:
                 timeout=self._call_timeout(),
             )
             status = gateway.status(timeout=self._call_timeout())
-        except NatfwdError as exc:
+        except (NatfwdError, OSError) as exc:
             self._connect_failures += 1
             delay = self._backoff(self._connect_failures)
             self._connect_at = time.monotonic() + delay
@@ -605,7 +611,7 @@ class Keeper:
                 description=self.options.description,
                 timeout=self._call_timeout(),
             )
-        except NatfwdError as exc:
+        except (NatfwdError, OSError) as exc:
             self._map_failed(held, exc)
             return
 
@@ -640,7 +646,7 @@ class Keeper:
             renew_in=None if renew_in is None else round(renew_in, 3),
         )
 
-    def _map_failed(self, held: _Held, exc: NatfwdError) -> None:
+    def _map_failed(self, held: _Held, exc: Exception) -> None:
         spec = held.spec
         if held.mapping is not None:
             self.events.emit("lost", **spec.to_json(), reason=f"renewal failed: {exc}")
@@ -705,7 +711,7 @@ class Keeper:
         # The old gateway may still be reachable (two routers on one LAN).
         for held in self.held:
             if held.mapping is not None and old is not None:
-                with contextlib.suppress(NatfwdError):
+                with contextlib.suppress(NatfwdError, OSError):
                     old.remove(
                         held.spec.internal_port,
                         held.mapping.external_port,
@@ -725,7 +731,7 @@ class Keeper:
             if self.gateway.method is Method.NATPMP:
                 return self._check_natpmp()
             return self._check_upnp()
-        except NatfwdError as exc:
+        except (NatfwdError, OSError) as exc:
             if _is_refusal(exc):
                 log.debug("the check was refused: %s", exc)
                 return True
@@ -883,7 +889,7 @@ class Keeper:
                     log.warning("could not remove a leftover mapping: %s", exc)
                     remaining.append(entry)
                     continue
-            except (NatfwdError, KeyError, ValueError, TypeError) as exc:
+            except (NatfwdError, OSError, KeyError, ValueError, TypeError) as exc:
                 log.warning("could not remove a leftover mapping: %s", exc)
                 remaining.append(entry)
                 continue
@@ -946,7 +952,7 @@ class Keeper:
                     held.spec.protocol,
                     timeout=max(0.5, min(self._call_timeout(), end - time.monotonic())),
                 )
-            except NatfwdError as exc:
+            except (NatfwdError, OSError) as exc:
                 if not (
                     isinstance(exc, UPnPError)
                     and exc.code == UPnPErrorCode.NO_SUCH_ENTRY_IN_ARRAY
