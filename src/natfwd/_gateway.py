@@ -378,7 +378,7 @@ class NATPMPGateway(Gateway):
                 internal_port,
                 external_port,
                 lifetime=asked,
-                deadline=deadline.reserve(CLEANUP_RESERVE),
+                deadline=_work(deadline),
             )
         except (NATPMPError, InvalidArgument):
             raise  # refused: the gateway made nothing
@@ -496,7 +496,7 @@ class UPnPGateway(Gateway):
     ) -> Mapping:
         client = internal_address or self._igd.lan_address
         notes: list[str] = []
-        work = deadline.reserve(CLEANUP_RESERVE)
+        work = _work(deadline)
         tried: dict[int, None] = {}
 
         try:
@@ -775,6 +775,16 @@ class UPnPGateway(Gateway):
                 gateway=self.address,
             )
         self._igd.delete_port_mapping(external_port, protocol, deadline=deadline)
+
+
+def _work(deadline: Deadline) -> Deadline:
+    """The part of *deadline* an add may spend on its requests.
+
+    The rest is kept to take back a request that ran out of time: one
+    second, or a third of what is left when that is less, so that a short
+    deadline still leaves time to ask.
+    """
+    return deadline.reserve(min(CLEANUP_RESERVE, deadline.remaining() / 3))
 
 
 def _maybe_left(exc: GatewayError) -> GatewayError:
