@@ -776,6 +776,22 @@ class UPnPGateway(Gateway):
             )
         self._igd.delete_port_mapping(external_port, protocol, deadline=deadline)
 
+        # miniupnpc takes any reply without an error code for success, an
+        # empty or unreadable one included: look again.
+        try:
+            left = self._igd.get_port_mapping(
+                external_port, protocol, deadline=deadline
+            )
+        except NatfwdError as exc:
+            log.debug("could not read back the removed mapping: %s", exc)
+            return
+        if left is not None:
+            raise MalformedReply(
+                f"DeletePortMapping: the gateway acknowledged it but still holds "
+                f"{external_port}/{protocol}",
+                gateway=self.address,
+            )
+
 
 def _work(deadline: Deadline) -> Deadline:
     """The part of *deadline* an add may spend on its requests.
