@@ -474,3 +474,50 @@ def test_tester_is_isolated(tester: Venv):
     proc = run([tester.python, "-c", "import natfwd"], check=False)
 
     assert proc.returncode != 0
+
+
+def test_auto_falls_back_to_the_forks(workspace: Path, tester: Venv, clone: Path):
+    hidden = ";".join(debian_library_dirs())
+    out = workspace / "wheel-auto"
+    out.mkdir()
+
+    proc = build_command(
+        tester,
+        clone,
+        out,
+        workspace / "build-auto",
+        check=True,
+        NATFWD_USE_SYSTEM_LIBS="auto",
+        CMAKE_ARGS=f"-DCMAKE_IGNORE_PATH={hidden}",
+    )
+    (wheel,) = out.glob("natfwd-*.whl")
+    site = install_target(tester, wheel, workspace / "site-auto")
+
+    log = flat(proc.stdout + proc.stderr)
+    for lib in LIBRARIES:
+        assert f"Falling back to natfwd's fork of {lib}" in log
+    origins = run([tester.python, "-c", ORIGINS], env=site.env).stdout.splitlines()
+    assert [o.split(",")[0] for o in origins] == [
+        f"natfwd fork of {lib} {pin(clone, lib)['library']['version']}"
+        for lib in LIBRARIES
+    ]
+
+
+def test_unknown_system_libs_value_is_refused(
+    workspace: Path, tester: Venv, clone: Path
+):
+    out = workspace / "wheel-bad-option"
+    out.mkdir()
+
+    proc = build_command(
+        tester,
+        clone,
+        out,
+        workspace / "build-bad-option",
+        check=False,
+        NATFWD_USE_SYSTEM_LIBS="sometimes",
+    )
+
+    assert proc.returncode != 0
+    log = flat(proc.stdout + proc.stderr)
+    assert "NATFWD_USE_SYSTEM_LIBS is 'sometimes'; expected ON, OFF or AUTO" in log
