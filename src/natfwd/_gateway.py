@@ -27,6 +27,7 @@ from natfwd._exceptions import (
     BackendUnavailable,
     GatewayError,
     GatewayNotFound,
+    GatewayTimeout,
     InvalidArgument,
     MalformedReply,
     NatfwdError,
@@ -69,6 +70,9 @@ NATPMP_PORT = 5351
 # How long an add keeps back from its deadline, so that a request that ran
 # out of time can still be taken back.
 CLEANUP_RESERVE = 1.0
+
+# How much sooner than the caller's deadline each finder's own ends.
+FINDER_MARGIN = 0.1
 
 # Ports tried when an IGD v1 holds the wanted one and another will do.
 ALTERNATE_PORT_TRIES = 8
@@ -826,6 +830,10 @@ def _find_natpmp(gateway: str | None, deadline: Deadline) -> NATPMPGateway:
     client = natpmp.Client(gateway)
     try:
         public = client.public_address(deadline=deadline)
+    except GatewayTimeout as exc:
+        # Silence on port 5351 is what an address without NAT-PMP gives.
+        client.close()
+        raise GatewayNotFound(f"no NAT-PMP answer from {client.gateway}") from exc
     except BaseException:
         client.close()
         raise
@@ -939,12 +947,15 @@ def find_gateway(
     if via == "auto" and upnp_url is not None and gateway is None:
         via = "upnp"
     deadline = _deadline(timeout, deadline)
+    # The finders stop a little before the race does, so that a gateway
+    # that stopped answering is reported as that, not as no gateway at all.
+    inner = deadline.reserve(FINDER_MARGIN)
 
     finders = {}
     if via in ("auto", "natpmp"):
-        finders["NAT-PMP"] = lambda: _find_natpmp(gateway, deadline)
+        finders["NAT-PMP"] = lambda: _find_natpmp(gateway, inner)
     if via in ("auto", "upnp"):
-        finders["UPnP"] = lambda: _find_upnp(upnp_url, gateway, interface, deadline)
+        finders["UPnP"] = lambda: _find_upnp(upnp_url, gateway, interface, inner)
     if via == "auto":
         finders = _available(finders)
 

@@ -346,7 +346,8 @@ class IGD:
             return IGDStatus.DISCONNECTED
         try:
             address = self.external_address(deadline=deadline)
-        except UPnPError:
+        except (UPnPError, MalformedReply):
+            # Unknown is not unusable: mappings may work all the same.
             return IGDStatus.CONNECTED if state else IGDStatus.DISCONNECTED
         return IGDStatus.CONNECTED if is_public(address) else IGDStatus.PRIVATE_WAN
 
