@@ -154,7 +154,7 @@ def _nonce(text: str) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="natpmp_probe.py")
     parser.add_argument("--gateway", required=True)
-    parser.add_argument("--attempts", type=int, choices=range(1, 10), default=4)
+    parser.add_argument("--attempts", type=int, choices=range(1, 7), default=4)
     sub = parser.add_subparsers(dest="command", required=True)
 
     sub.add_parser("address")

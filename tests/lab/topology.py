@@ -944,7 +944,7 @@ class Lab:
         result = self.exec(
             role,
             [sys.executable, NATPMP_SCRIPT, "--gateway", GATEWAY_LAN_IP, *argv],
-            timeout=15.0,
+            timeout=20.0,
         )
         if result.returncode == 1:
             return None
