@@ -8,6 +8,7 @@ out in seconds. Its stdout is read as the helper protocol
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import queue
@@ -24,6 +25,9 @@ from lab import Lab
 
 from natfwd import _keep
 from natfwd._exceptions import InvalidArgument
+from natfwd._gateway import GatewayStatus, Mapping, Method
+from natfwd._validate import Protocol
+from natfwd.upnp import PortMapping
 
 ROOT = Path(__file__).resolve().parents[2]
 UNITS = ROOT / "contrib" / "systemd"
@@ -178,6 +182,86 @@ def test_state_file_is_replaced_atomically_and_locked(tmp_path: Path) -> None:
         state.unlock()
     leftovers = [p for p in state.path.parent.iterdir() if p.name.startswith(".")]
     assert leftovers == []
+
+
+class FakeGateway:
+    """A UPnP gateway in memory that grants at most 40 s, whatever is asked."""
+
+    method = Method.UPNP
+    address = "192.0.2.1"
+
+    def __init__(self) -> None:
+        self.held: dict[tuple[int, str], int] = {}
+        self.asked: list[int] = []
+
+    def status(self, timeout: float | None = None) -> GatewayStatus:
+        return GatewayStatus(
+            Method.UPNP, self.address, "198.51.100.1", False, {"location": None}
+        )
+
+    def add(self, internal, external, protocol, *, lease, description, timeout):
+        self.asked.append(lease)
+        self.held[(external, str(protocol))] = internal
+        return Mapping(
+            method=Method.UPNP,
+            protocol=Protocol(protocol),
+            internal_address="192.0.2.10",
+            internal_port=internal,
+            external_port=external,
+            external_address="198.51.100.1",
+            lease=min(lease, 40),
+            description=description,
+            double_nat=False,
+        )
+
+    def remove(self, internal, external, protocol, *, timeout):
+        del self.held[(external, str(protocol))]
+
+    def mappings(self, timeout: float | None = None) -> list[PortMapping]:
+        return [
+            PortMapping(port, Protocol(proto), "192.0.2.10", internal, "", True, 30)
+            for (port, proto), internal in self.held.items()
+        ]
+
+    def close(self) -> None:
+        pass
+
+
+class FakeWaiter:
+    stop_reason = None
+    stopping = False
+
+
+def test_renewal_follows_the_granted_lease_and_losses_are_mapped_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gateway = FakeGateway()
+    monkeypatch.setattr(_keep.natfwd, "find_gateway", lambda **_: gateway)
+    monkeypatch.setattr(_keep, "default_gateway", lambda: "192.0.2.1")
+    out = io.StringIO()
+    keeper = _keep.Keeper(
+        _keep.parse_specs(["9001", "9002/udp"]),
+        _keep.KeepOptions(lease=3600, check_interval=5),
+        _keep.StateFile(tmp_path / "state.json"),
+        _keep.Events(out),
+        FakeWaiter(),
+    )
+
+    keeper._connect()
+    events = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert [e["event"] for e in events] == ["gateway", "mapped", "mapped"]
+    assert gateway.asked == [3600, 3600]
+    assert {e["renew_in"] for e in events[1:]} == {20.0}  # half of 40, not 1800
+
+    del gateway.held[(9001, "tcp")]  # the gateway restarted and forgot it
+    keeper._tick(time.monotonic() + 6)  # a check is due, no renewal yet
+    events = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert [e["event"] for e in events[3:]] == ["lost", "mapped"]
+    assert (9001, "tcp") in gateway.held
+
+    assert keeper._shutdown("test") == 0
+    assert gateway.held == {}
+    assert not (tmp_path / "state.json").exists()
 
 
 def _verify_unit(tmp_path: Path, name: str, instance: str | None = None) -> None:
