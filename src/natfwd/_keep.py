@@ -566,7 +566,7 @@ class Keeper:
             held.mapping = None
             held.failures = 0
             held.retry_at = 0.0
-            if self.gateway is None:
+            if self.gateway is None or self.waiter.stopping:
                 break
             self._map(held, renewal=False)
 
@@ -687,7 +687,7 @@ class Keeper:
                 return
 
         for held in self.held:
-            if self.gateway is None:
+            if self.gateway is None or self.waiter.stopping:
                 return
             if held.mapping is None and now >= held.retry_at:
                 self._map(held, renewal=False)
