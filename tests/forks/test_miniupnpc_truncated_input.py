@@ -33,11 +33,22 @@ HOSTILE_XML = {
     "deep": b"<a>" * 64 + b"<b c='1' d=\"2\">x</b",
 }
 
+# A GetListOfPortMappings reply carrying its listing as escaped text.
+LISTING = (
+    b'<?xml version="1.0"?><s:Envelope><s:Body><u:GetListOfPortMappingsResponse>'
+    b"<NewPortListing>&lt;p:PortMappingList&gt;&lt;p:PortMappingEntry&gt;"
+    b"&lt;p:NewDescription&gt;a &amp;amp; b &amp;#233;&lt;/p:NewDescription&gt;"
+    b"&lt;p:NewExternalPort&gt;5&lt;/p:NewExternalPort&gt;"
+    b"&lt;/p:PortMappingEntry&gt;&lt;/p:PortMappingList&gt;</NewPortListing>"
+    b"</u:GetListOfPortMappingsResponse></s:Body></s:Envelope>"
+)
+HOSTILE_XML["escaped-port-listing"] = LISTING
+
 HTTP = {
     "chunked": (
         b"HTTP/1.1 200 OK\r\nContent-Type: text/xml\r\n"
         b"Transfer-Encoding: chunked\r\n\r\n"
-        b"1a\r\n<a><b x=\"1\">text</b></a>\r\n\r\n5;ext=1\r\nhello\r\n0\r\n\r\n"
+        b'1a\r\n<a><b x="1">text</b></a>\r\n\r\n5;ext=1\r\nhello\r\n0\r\n\r\n'
     ),
     "content-length": (
         b"HTTP/1.0 200 OK\nContent-Length: 12\nServer: x\n\n<a>body</a>\nignored"
@@ -127,7 +138,8 @@ def test_minissdpd_prefixes(harness, tmp_path, name):
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_random_damage(harness, tmp_path, seed):
     paths = []
-    for name, doc in {**release_documents(), **HTTP}.items():
+    docs = {**release_documents(), **HTTP, "listing.xml": LISTING}
+    for name, doc in docs.items():
         path = tmp_path / name
         path.write_bytes(doc)
         paths.append(str(path))

@@ -72,6 +72,11 @@ run_xml(const char * doc, int len)
 
 	ParseNameValue(doc, len, &nv);
 	touch(GetValueFromNameValueList(&nv, "NewPortMappingDescription"), 0);
+	if(nv.portListing) {
+		/* the document carried in a GetListOfPortMappings reply */
+		ParsePortListing(nv.portListing, nv.portListingLength, &pm);
+		FreePortListing(&pm);
+	}
 	ClearNameValueList(&nv);
 
 	ParsePortListing(doc, len, &pm);
