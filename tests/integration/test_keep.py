@@ -521,3 +521,40 @@ def test_a_new_default_gateway_is_followed(lab_all: Lab, tmp_path: Path) -> None
             check=False,
         )  # fmt: skip
     assert _ports(lab_all) == set()
+
+
+@lab_test
+@pytest.mark.parametrize("fresh_lab", ["upnp"], indirect=True)
+def test_an_igd_back_on_another_port_is_found_again(
+    fresh_lab: Lab, tmp_path: Path
+) -> None:
+    keeper = Keeper(
+        fresh_lab,
+        ["7070", "--via", "upnp", "--lease", "60", "--check-interval", "1",
+         "--timeout", "3", "--state-file", str(tmp_path / "state.json")],
+    )  # fmt: skip
+    try:
+        first = keeper.wait_for("gateway")
+        assert f":{fresh_lab.http_port}/" in first["location"]
+        keeper.wait_for("mapped", internal_port=7070)
+
+        # A router that picks a new HTTP port each time it starts, as
+        # miniupnpd does by default.
+        config = fresh_lab.config_path.read_text()
+        old = f"http_port={fresh_lab.http_port}\n"
+        assert old in config
+        fresh_lab.http_port += 1
+        fresh_lab.config_path.write_text(
+            config.replace(old, f"http_port={fresh_lab.http_port}\n")
+        )
+        fresh_lab.restart_gateway(keep_leases=False)
+
+        keeper.wait_for("lost", internal_port=7070)
+        again = keeper.wait_for("gateway")
+        assert f":{fresh_lab.http_port}/" in again["location"]
+        keeper.wait_for("mapped", internal_port=7070)
+        assert _ports(fresh_lab) == {("tcp", 7070)}
+        assert keeper.stop() == 0
+    finally:
+        keeper.kill()
+    assert _ports(fresh_lab) == set()
