@@ -108,6 +108,7 @@ class Answer:
     public_port: int | None = None  # None: the port asked for
     lifetime: int | None = None  # None: the lifetime asked for
     drop: int = 0  # ignore this many requests before answering
+    truncate: int | None = None  # cut every reply to this many bytes
 
 
 @dataclasses.dataclass(frozen=True)
@@ -168,7 +169,7 @@ class NatpmpResponder:
                     continue
             reply = self._reply(data, answer)
             if reply is not None:
-                self._sock.sendto(reply, source)
+                self._sock.sendto(reply[: answer.truncate], source)
 
     def _receive(self) -> tuple[bytes | None, tuple[str, int]]:
         while not self._stop.is_set():

@@ -198,3 +198,25 @@ def test_no_gateway_listening(natpmp, gateway_netns):
         rc, _ = read_reply(natpmp, handle)
 
     assert rc == lib.NATPMP_ERR_NOGATEWAYSUPPORT
+
+
+@pytest.mark.parametrize(("request_type", "length"), [("address", 10), ("mapping", 12)])
+def test_short_reply_is_malformed(
+    natpmp, gateway_netns, natpmp_gateway: NatpmpResponder, request_type, length
+):
+    """The fork reports a truncated reply instead of reading past its end."""
+    ffi, lib = natpmp.ffi, natpmp.lib
+    origin = ffi.string(lib.natfwd_library_origin())
+    if not origin.startswith(b"natfwd fork"):
+        assert lib.NATFWD_NATPMP_ERR_MALFORMED == -1000
+        pytest.skip(f"only natfwd's fork checks reply lengths; built with {origin!r}")
+    natpmp_gateway.answer.truncate = length
+
+    with client(natpmp, gateway_netns) as handle:
+        if request_type == "address":
+            lib.sendpublicaddressrequest(handle)
+        else:
+            lib.sendnewportmappingrequest(handle, lib.NATPMP_PROTOCOL_TCP, 80, 80, 60)
+        rc, _ = read_reply(natpmp, handle)
+
+    assert rc == lib.NATFWD_NATPMP_ERR_MALFORMED
