@@ -23,15 +23,18 @@ archive's pool), are checked against their sha256, and are built into
     $NATFWD_PEERS_DIR, or else ${XDG_CACHE_HOME:-~/.cache}/natfwd/peers
 
 beside the download cache (CI keeps both between runs), in one folder per
-peer named after the source's sha256, so a new pin builds afresh and an
-existing build is reused without touching the network. A build
-runs under a file lock, so parallel test processes build each peer once.
+peer named after a hash of the source's sha256 and the build recipe, so a new
+pin or another configure option builds afresh, and an existing build is
+reused without touching the network. A build runs under a file lock, so
+parallel test processes build each peer once.
 """
 
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import importlib.util
+import json
 import logging
 import os
 import shutil
@@ -226,6 +229,13 @@ def _build(peer: Peer, home: Path, offline: bool) -> Path:
     return program
 
 
+def _build_key(peer: Peer) -> str:
+    """Name a build by its source and its recipe, so a changed recipe (say,
+    another configure option) builds afresh instead of reusing a stale one."""
+    recipe = json.dumps([peer.sha256, peer.steps, peer.product])
+    return hashlib.sha256(recipe.encode()).hexdigest()[:16]
+
+
 def peer_path(name: str, *, offline: bool = False) -> Path:
     """Return the path of peer *name*'s program, building it first if needed.
 
@@ -240,7 +250,7 @@ def peer_path(name: str, *, offline: bool = False) -> Path:
             f"unknown peer {name!r}; expected one of {sorted(PEERS)}"
         ) from None
 
-    home = peers_dir() / f"{peer.name}-{peer.version}-{peer.sha256[:16]}"
+    home = peers_dir() / f"{peer.name}-{peer.version}-{_build_key(peer)}"
     program = home / peer.name
     if program.is_file():
         return program
