@@ -278,6 +278,15 @@ class Client:
             lib.NATPMP_ERR_UNSUPPORTEDOPCODE: NATPMPResult.UNSUPPORTED_OPCODE,
         }
         if code in results:
+            if self._response.resultcode != results[code]:
+                # libnatpmp gives a reply whose version is not 0, or whose
+                # opcode is not a reply's, the error of the matching result
+                # code. It is no refusal, and the request may have worked.
+                raise MalformedReply(
+                    f"NAT-PMP {what}: the reply from {self.gateway} is not a "
+                    "NAT-PMP version 0 reply",
+                    gateway=self.gateway,
+                )
             raise NATPMPError(what, results[code], gateway=self.gateway)
         if code == lib.NATPMP_ERR_UNDEFINEDERROR:
             raise NATPMPError(
