@@ -4,7 +4,8 @@
 Left alone it is correct: it keeps a table of mappings, grants what is asked
 and removes on a lifetime of 0. A test bends it with:
 
-- ``result``: the result code of every reply (0 success, 1..5, or any);
+- ``result``: the result code of every reply (0 success, 1..5, or any),
+  ``map_result`` that of mapping replies only;
 - ``grant_port`` / ``grant_lifetime``: grant something other than asked;
 - ``mangle``: a function turning each correct reply into the bytes sent
   (truncated, wrong version or opcode, ...); returning None sends nothing;
@@ -52,6 +53,7 @@ class HostileNatpmp:
         self.public_address = public_address
         self.epoch = 4242
         self.result = 0
+        self.map_result: int | None = None
         self.grant_port: int | None = None
         self.grant_lifetime: int | None = None
         self.apply = True
@@ -129,12 +131,13 @@ class HostileNatpmp:
             )
         if opcode in PROTOCOLS and len(data) == 12:
             _, _, _, internal, external, lifetime = struct.unpack("!BBHHHI", data)
-            granted = self._map(PROTOCOLS[opcode], internal, external, lifetime)
+            result = self.result if self.map_result is None else self.map_result
+            granted = self._map(PROTOCOLS[opcode], internal, external, lifetime, result)
             return struct.pack(
                 "!BBHIHHI",
                 0,
                 128 + opcode,
-                self.result,
+                result,
                 self.epoch,
                 internal,
                 granted.external_port,
@@ -142,10 +145,12 @@ class HostileNatpmp:
             )
         return struct.pack("!BBHI", 0, 128 + opcode, 5, self.epoch)
 
-    def _map(self, protocol: str, internal: int, external: int, lifetime: int):
+    def _map(
+        self, protocol: str, internal: int, external: int, lifetime: int, result: int
+    ) -> Granted:
         key = (protocol, internal)
         if lifetime == 0:
-            if self.result == 0 and self.apply and key in self.table:
+            if result == 0 and self.apply and key in self.table:
                 del self.table[key]
                 self.events.append(("unmap", protocol, internal))
             return Granted(0, 0)
@@ -153,7 +158,7 @@ class HostileNatpmp:
             self.grant_port if self.grant_port is not None else external or internal,
             self.grant_lifetime if self.grant_lifetime is not None else lifetime,
         )
-        if self.result == 0 and self.apply:
+        if result == 0 and self.apply:
             self.table[key] = granted
             self.events.append(("map", protocol, internal))
         return granted

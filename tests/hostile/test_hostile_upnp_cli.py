@@ -239,8 +239,22 @@ REPLIES = {
 }
 
 
-@pytest.mark.parametrize("applied", [True, False], ids=["made", "not made"])
-@pytest.mark.parametrize("reply", list(REPLIES))
+#: Replies that never end: whether the IGD made the mapping first or not,
+#: natfwd sees the same thing, so only the harder case is tried.
+STALLS = {
+    "Content-Length longer than the body",
+    "chunk larger than sent, then silence",
+    "accepts and never answers",
+    "one byte a second",
+}
+
+
+@pytest.mark.parametrize(
+    ("reply", "applied"),
+    [(reply, True) for reply in REPLIES]
+    + [(reply, False) for reply in REPLIES if reply not in STALLS],
+    ids=lambda v: {True: "made", False: "not made"}.get(v, v),
+)
 def test_broken_reply_to_add_leaves_nothing_unreported(igd, upnp_cli, reply, applied):
     igd.script("AddPortMapping", apply=applied, reply=REPLIES[reply])
 
