@@ -510,3 +510,11 @@ def test_two_clients_cannot_take_the_same_external_port(
         Mapping("TCP", 8080, first, 8080),
         Mapping("TCP", 8081, second, 8081),
     ]
+
+
+@lab_test
+def test_outbound_traffic_is_masqueraded_to_the_wan_address(lab_all: Lab) -> None:
+    with lab_all.echo_server(7000, role="wan") as server:
+        assert lab_all.probe(7000, role="lan", host=lab_all.wan_host_ip)
+        assert server.wait_for_peers(1)[0][0] == lab_all.wan_ip
+    _assert_empty(lab_all)
