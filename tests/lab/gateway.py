@@ -24,6 +24,7 @@ __all__ = [
     "parse_mappings",
     "render_config",
     "render_ruleset",
+    "variant",
 ]
 
 HERE = Path(__file__).resolve().parent
