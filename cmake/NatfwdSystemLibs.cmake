@@ -20,10 +20,40 @@ function(_natfwd_define_from_header header macro out)
   set(${out} "${value}" PARENT_SCOPE)
 endfunction()
 
+# find_path and find_library keep what they found in the cache, so a build
+# folder configured again with CMAKE_PREFIX_PATH pointing at another
+# installation would quietly keep the first one. Forget the cached results
+# when what steers the search has changed since, or when what was found is
+# gone; a path given on the first configure (-DNATFWD_SYSTEM_<lib>_LIBRARY=)
+# is kept.
+function(_natfwd_forget_stale_search lib)
+  set(inc NATFWD_SYSTEM_${lib}_INCLUDE_DIR)
+  set(lib_var NATFWD_SYSTEM_${lib}_LIBRARY)
+  set(seen NATFWD_SYSTEM_${lib}_SEARCHED_WITH)
+  set(context "${CMAKE_PREFIX_PATH}|$ENV{CMAKE_PREFIX_PATH}|${CMAKE_IGNORE_PATH}")
+  string(APPEND context "|${CMAKE_IGNORE_PREFIX_PATH}|${CMAKE_FIND_ROOT_PATH}")
+
+  set(stale FALSE)
+  if(DEFINED CACHE{${seen}} AND NOT "${context}" STREQUAL "$CACHE{${seen}}")
+    set(stale TRUE)
+  endif()
+  foreach(var IN ITEMS ${inc} ${lib_var})
+    if(${var} AND NOT EXISTS "${${var}}")
+      set(stale TRUE)
+    endif()
+  endforeach()
+  if(stale)
+    unset(${inc} CACHE)
+    unset(${lib_var} CACHE)
+  endif()
+  set(${seen} "${context}" CACHE INTERNAL "What steered the last search for ${lib}")
+endfunction()
+
 function(natfwd_find_system lib found_var)
   message(CHECK_START "Looking for the system's ${lib}")
   list(APPEND CMAKE_MESSAGE_INDENT "  ")
   set(${found_var} FALSE PARENT_SCOPE)
+  _natfwd_forget_stale_search(${lib})
 
   if(lib STREQUAL "miniupnpc")
     set(header_name miniupnpc.h)
