@@ -522,7 +522,11 @@ class Keeper:
                 interface=options.interface,
                 timeout=self._call_timeout(),
             )
-            status = gateway.status(timeout=self._call_timeout())
+            try:
+                status = gateway.status(timeout=self._call_timeout())
+            except BaseException:
+                gateway.close()
+                raise
         except (NatfwdError, OSError) as exc:
             self._connect_failures += 1
             delay = self._backoff(self._connect_failures)
@@ -620,7 +624,6 @@ class Keeper:
         self._connect_failures = 0
         renew_in = self._renewal_delay(mapping.lease)
         held.renew_at = time.monotonic() + (renew_in or 0.0)
-        self._after_request()
         self._save()
 
         if renewal:
@@ -645,6 +648,7 @@ class Keeper:
             mapping=mapping.to_json(),
             renew_in=None if renew_in is None else round(renew_in, 3),
         )
+        self._after_request(held)
 
     def _map_failed(self, held: _Held, exc: Exception) -> None:
         spec = held.spec
@@ -785,17 +789,24 @@ class Keeper:
                 held.mapping = None
             self._map(held, renewal=False)
 
-    def _after_request(self) -> None:
-        """After a NAT-PMP request, look at the epoch its reply carried."""
+    def _after_request(self, current: _Held) -> None:
+        """After a NAT-PMP request, look at the epoch its reply carried.
+
+        If it says the gateway restarted, the mapping just made is new but
+        every other one is gone: they are mapped again at once.
+        """
         gateway = self.gateway
-        if (
-            gateway is not None
-            and gateway.method is Method.NATPMP
-            and self._saw_epoch(int(gateway.epoch))
-        ):
-            # The reply came from the restarted gateway and the mapping it
-            # answered is new; the others are gone: check at once.
-            self.info.next_check = 0.0  # type: ignore[union-attr]
+        if gateway is None or gateway.method is not Method.NATPMP:
+            return
+        if not self._saw_epoch(int(gateway.epoch)):
+            return
+        reason = "the gateway restarted (its NAT-PMP epoch went back)"
+        for held in self.held:
+            if held is not current and held.mapping is not None:
+                self.events.emit("lost", **held.spec.to_json(), reason=reason)
+                held.mapping = None
+                held.retry_at = 0.0
+        self._save()
 
     def _saw_epoch(self, epoch: int) -> bool:
         """Record a NAT-PMP epoch; True if it says the gateway restarted.

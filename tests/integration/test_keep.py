@@ -264,6 +264,49 @@ def test_renewal_follows_the_granted_lease_and_losses_are_mapped_again(
     assert not (tmp_path / "state.json").exists()
 
 
+class FakeNATPMPGateway(FakeGateway):
+    """A NAT-PMP gateway in memory; ``epoch`` is what its replies carry."""
+
+    method = Method.NATPMP
+    epoch = 1000
+
+    def status(self, timeout: float | None = None) -> GatewayStatus:
+        return GatewayStatus(
+            Method.NATPMP, self.address, "198.51.100.1", False, {"epoch": self.epoch}
+        )
+
+
+def test_an_epoch_gone_back_in_any_reply_maps_the_other_ports_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gateway = FakeNATPMPGateway()
+    monkeypatch.setattr(_keep.natfwd, "find_gateway", lambda **_: gateway)
+    monkeypatch.setattr(_keep, "default_gateway", lambda: "192.0.2.1")
+    out = io.StringIO()
+    keeper = _keep.Keeper(
+        _keep.parse_specs(["9001", "9002"]),
+        _keep.KeepOptions(check_interval=600),
+        _keep.StateFile(tmp_path / "state.json"),
+        _keep.Events(out),
+        FakeWaiter(),
+    )
+    keeper._connect()
+
+    gateway.epoch = 3  # restarted: the renewal of 9001 is the first to tell
+    gateway.held.clear()
+    keeper.held[0].renew_at = 0.0
+    keeper._tick(time.monotonic())
+
+    events = [json.loads(line) for line in out.getvalue().splitlines()][3:]
+    assert [(e["event"], e["internal_port"]) for e in events] == [
+        ("renewed", 9001),
+        ("lost", 9002),
+        ("mapped", 9002),
+    ]
+    assert set(gateway.held) == {(9001, "tcp"), (9002, "tcp")}
+    keeper._shutdown("test")
+
+
 def _verify_unit(tmp_path: Path, name: str, instance: str | None = None) -> None:
     natfwd = shutil.which("natfwd", path=str(Path(sys.executable).parent))
     if natfwd is None:
