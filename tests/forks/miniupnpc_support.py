@@ -14,7 +14,6 @@ import subprocess
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Self
 
 LIB = "miniupnpc"
 ROOT = Path(__file__).resolve().parents[2]
@@ -120,7 +119,7 @@ class SoapResponder:
     replies: dict[str, bytes] = field(default_factory=dict)
     requests: list[Request] = field(default_factory=list)
 
-    def __enter__(self) -> Self:
+    def __enter__(self) -> SoapResponder:
         responder = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -178,7 +177,7 @@ class RawResponder:
         self.count = count
         self.requests: list[bytes] = []
 
-    def __enter__(self) -> Self:
+    def __enter__(self) -> RawResponder:
         self._sock = socket.create_server(("127.0.0.1", 0))
         self._sock.settimeout(30)
         self._thread = threading.Thread(target=self._serve)
@@ -199,13 +198,16 @@ class RawResponder:
             with conn:
                 conn.settimeout(10)
                 request = b""
-                while b"\r\n\r\n" not in request:
-                    chunk = conn.recv(4096)
-                    if not chunk:
-                        break
-                    request += chunk
+                try:
+                    while b"\r\n\r\n" not in request:
+                        chunk = conn.recv(4096)
+                        if not chunk:
+                            break
+                        request += chunk
+                    conn.sendall(self.response)
+                except OSError:
+                    pass  # the client gave up: the test sees what it printed
                 self.requests.append(request)
-                conn.sendall(self.response)
 
     def __exit__(self, *exc) -> None:
         self._sock.close()

@@ -29,6 +29,7 @@ def harness(cc):
     )
 
 
+@pytest.mark.slow
 def test_slow_peers_with_descriptor_above_fd_setsize(harness):
     proc = run(harness, timeout=90)
     if proc.returncode == 77:

@@ -135,6 +135,7 @@ def test_minissdpd_prefixes(harness, tmp_path, name):
     run_prefixes(harness, tmp_path, "ssdpd", name, SSDPD[name])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_random_damage(harness, tmp_path, seed):
     paths = []

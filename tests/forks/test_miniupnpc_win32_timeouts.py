@@ -18,6 +18,7 @@ from miniupnpc_support import STRINGS_H, tree
 MINGW = "x86_64-w64-mingw32-gcc"
 
 
+@pytest.mark.windows
 @pytest.mark.parametrize("resolver", ["getaddrinfo", "gethostbyname"])
 def test_timeouts_compile_for_winsock(tmp_path, resolver):
     if shutil.which(MINGW) is None:
