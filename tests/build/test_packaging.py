@@ -521,3 +521,34 @@ def test_unknown_system_libs_value_is_refused(
     assert proc.returncode != 0
     log = flat(proc.stdout + proc.stderr)
     assert "NATFWD_USE_SYSTEM_LIBS is 'sometimes'; expected ON, OFF or AUTO" in log
+
+
+def test_rebuild_follows_a_new_prefix(
+    workspace: Path, tester: Venv, clone: Path, shared_miniupnpc: Path, debian_libraries
+):
+    """One build folder, first against Debian's library, then a newer one."""
+    build_dir = workspace / "build-reused"
+    origins = []
+
+    for name, env in [
+        ("first", {}),
+        ("second", {"CMAKE_PREFIX_PATH": str(shared_miniupnpc)}),
+    ]:
+        wheel = build_wheel(
+            tester,
+            clone,
+            workspace / f"wheel-reused-{name}",
+            build_dir,
+            NATFWD_USE_SYSTEM_LIBS="ON",
+            **env,
+        )
+        site = install_target(
+            tester,
+            wheel,
+            workspace / f"site-reused-{name}",
+            LD_LIBRARY_PATH=str(shared_miniupnpc / "lib"),
+        )
+        origins.append(run([tester.python, "-c", ORIGINS], env=site.env).stdout)
+
+    assert "(API 21)" not in origins[0]
+    assert "(API 21)" in origins[1], "the second build kept the first library"
