@@ -28,7 +28,6 @@ import argparse
 import configparser
 import contextlib
 import errno
-import fcntl
 import json
 import logging
 import os
@@ -63,6 +62,12 @@ from natfwd._validate import (
     check_protocol,
     check_timeout,
 )
+
+try:
+    import fcntl
+except ImportError:  # Windows
+    fcntl = None
+    import msvcrt
 
 try:
     import tomllib
@@ -237,9 +242,13 @@ class StateFile:
     def lock(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         lock_path = self.path.with_name(self.path.name + ".lock")
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
+        fd = os.open(lock_path, flags, 0o600)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            if fcntl is not None:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            else:
+                msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
         except OSError as exc:
             os.close(fd)
             if exc.errno in (errno.EAGAIN, errno.EACCES):
@@ -307,8 +316,9 @@ class StateBusy(NatfwdError):
 class Waiter:
     """Sleeps until a deadline, a stop signal, or the end of stdin.
 
-    Signals are caught in the main thread and written to a wake-up pipe, so
-    a sleep ends at once. Construct it in the main thread.
+    Signals are caught in the main thread and written to a wake-up socket,
+    so a sleep ends at once. Construct it in the main thread. (On Windows,
+    where select() takes only sockets, stdin is not watched.)
     """
 
     SIGNALS = (signal.SIGTERM, signal.SIGINT, getattr(signal, "SIGHUP", None))
@@ -316,19 +326,21 @@ class Waiter:
     def __init__(self, *, watch_stdin: bool) -> None:
         self.stop_reason: str | None = None
         self._selector = selectors.DefaultSelector()
-        self._read_fd, self._write_fd = os.pipe()
-        os.set_blocking(self._read_fd, False)
-        os.set_blocking(self._write_fd, False)
-        self._selector.register(self._read_fd, selectors.EVENT_READ, "signal")
+        self._wakeup, self._wakeup_write = socket.socketpair()
+        self._wakeup.setblocking(False)
+        self._wakeup_write.setblocking(False)
+        self._selector.register(self._wakeup, selectors.EVENT_READ, "signal")
         self._old_wakeup = signal.set_wakeup_fd(
-            self._write_fd, warn_on_full_buffer=False
+            self._wakeup_write.fileno(), warn_on_full_buffer=False
         )
         self._old_handlers = {}
         for signum in self.SIGNALS:
             if signum is not None:
                 self._old_handlers[signum] = signal.signal(signum, self._on_signal)
         self._stdin = None
-        if watch_stdin:
+        if watch_stdin and sys.platform == "win32":
+            log.warning("stdin cannot be watched on Windows; stop with a signal")
+        elif watch_stdin:
             self._stdin = sys.stdin.fileno()
             self._selector.register(self._stdin, selectors.EVENT_READ, "stdin")
 
@@ -350,7 +362,7 @@ class Waiter:
             for key, _ in self._selector.select(left):
                 if key.data == "signal":
                     with contextlib.suppress(BlockingIOError):
-                        os.read(self._read_fd, 512)
+                        self._wakeup.recv(512)
                 elif key.data == "stdin":
                     self._read_stdin()
 
@@ -371,8 +383,8 @@ class Waiter:
         for signum, handler in self._old_handlers.items():
             signal.signal(signum, handler)
         self._selector.close()
-        os.close(self._read_fd)
-        os.close(self._write_fd)
+        self._wakeup.close()
+        self._wakeup_write.close()
 
 
 def stdin_is_pipe() -> bool:

@@ -26,6 +26,9 @@ is safe, and it ends by itself when its host does.
 Each call is waited for no longer than its timeout plus GRACE seconds: a
 worker that hangs past that is killed and the call raises
 :class:`natfwd.GatewayTimeout`.
+
+The module works on POSIX systems; on Windows, starting a worker raises
+:class:`natfwd.NatfwdError`.
 """
 
 from __future__ import annotations
@@ -131,6 +134,11 @@ class Worker:
     def _ensure_started(self) -> subprocess.Popen:
         if self._process is not None and self._process.poll() is None:
             return self._process
+        if sys.platform == "win32":
+            raise NatfwdError(
+                "natfwd.isolated needs a POSIX system: it waits for its worker "
+                "with select(), which takes no pipes on Windows"
+            )
         self._process = subprocess.Popen(
             self._argv,
             stdin=subprocess.PIPE,
