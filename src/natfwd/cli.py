@@ -13,6 +13,7 @@ import argparse
 import contextlib
 import json
 import logging
+import os
 import sys
 import traceback
 from collections.abc import Sequence
@@ -505,8 +506,68 @@ def _report(
     sys.stdout.flush()
 
 
+class _StderrHandler(logging.StreamHandler):
+    """A log handler writing to whatever sys.stderr is when it writes."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def _c_output_hidden(hide: bool):
+    """Keep what the C libraries print on stderr off the user's screen.
+
+    miniupnpc reports some failures itself, with perror() and fprintf()
+    ('connect: Connection refused'); natfwd's own one-line error says what
+    failed, so the libraries' file descriptor 2 goes to the null device
+    while Python's stderr keeps the real one.
+    """
+    if not hide:
+        yield
+        return
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (AttributeError, OSError, ValueError):
+        yield
+        return
+    python_stderr = sys.stderr
+    try:
+        uses_fd_2 = python_stderr.fileno() == 2
+    except (AttributeError, OSError, ValueError):
+        uses_fd_2 = False
+    null = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, 2)
+    os.close(null)
+    replacement = None
+    if uses_fd_2:
+        replacement = open(  # noqa: SIM115 -- closed below
+            saved,
+            "w",
+            encoding=python_stderr.encoding,
+            errors="backslashreplace",
+            buffering=1,
+            closefd=False,
+        )
+        sys.stderr = replacement
+    try:
+        yield
+    finally:
+        if replacement is not None:
+            replacement.flush()
+            sys.stderr = python_stderr
+            replacement.close()
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def _setup_logging(verbosity: int) -> None:
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _StderrHandler()
     handler.setFormatter(logging.Formatter("natfwd: %(levelname)s: %(message)s"))
     handler.set_name("natfwd.cli")
     root = logging.getLogger("natfwd")
@@ -539,7 +600,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise UsageError(
                 "a command is needed: status, add, remove, list, external-ip or keep"
             )
-        return args.handler(Context(args))
+        with _c_output_hidden(args.verbose < 2 and not args.debug):
+            return args.handler(Context(args))
     except KeyboardInterrupt:
         print("natfwd: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
