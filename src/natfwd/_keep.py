@@ -46,9 +46,9 @@ from typing import ClassVar
 
 import natfwd
 from natfwd._exceptions import (
+    GatewayError,
     InvalidArgument,
     NatfwdError,
-    NATPMPError,
     NotSupported,
     UPnPError,
     UPnPErrorCode,
@@ -445,8 +445,14 @@ class _Held:
 
 
 def _is_refusal(exc: Exception) -> bool:
-    """A refusal is about one port; anything else is about the gateway."""
-    return isinstance(exc, (UPnPError, NATPMPError, NotSupported, InvalidArgument))
+    """A refusal is about one port; anything else is about the gateway.
+
+    The gateway refused when it answered with an error code (UPnP, NAT-PMP
+    or any protocol natfwd may learn), or when the request cannot be made.
+    """
+    if isinstance(exc, (NotSupported, InvalidArgument)):
+        return True
+    return isinstance(exc, GatewayError) and getattr(exc, "code", None) is not None
 
 
 @dataclass
