@@ -170,7 +170,15 @@ class Worker:
         except (BrokenPipeError, OSError):
             raise self._crashed(process, what) from None
 
-        reply = self._read_reply(process, what, time.monotonic() + timeout + GRACE)
+        try:
+            reply = self._read_reply(process, what, time.monotonic() + timeout + GRACE)
+        except NatfwdError:
+            raise
+        except BaseException:
+            # Interrupted (KeyboardInterrupt, say) with the reply still to
+            # come: it would be taken for the next call's, so the worker goes.
+            self._kill(process)
+            raise
 
         status, value = pickle.loads(reply)
         if status == "ok":

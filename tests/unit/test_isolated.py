@@ -113,6 +113,32 @@ def test_a_crash_in_mid_call_raises_and_the_host_carries_on(
     gateway.close()
 
 
+def test_an_interrupted_call_leaves_no_reply_behind(
+    worker: isolated.Worker, slow: SlowResponder, igd: LoopbackIGD
+) -> None:
+    worker.start()
+    first = worker.pid
+    main = threading.get_ident()
+
+    def interrupt() -> None:
+        if slow.accepted.wait(10):
+            signal.pthread_kill(main, signal.SIGINT)
+
+    thread = threading.Thread(target=interrupt, daemon=True)
+    thread.start()
+    with pytest.raises(KeyboardInterrupt):
+        isolated.find_gateway(via="upnp", upnp_url=slow.url, timeout=8, worker=worker)
+    thread.join()
+
+    # The next call gets its own answer, from a new worker.
+    gateway = isolated.find_gateway(
+        via="upnp", upnp_url=igd.url("igd2-rootdesc.xml"), timeout=5, worker=worker
+    )
+    assert worker.pid != first
+    assert gateway.address == "127.0.0.1"
+    gateway.close()
+
+
 def test_results_and_exceptions_are_those_of_natfwd(
     worker: isolated.Worker, igd: LoopbackIGD
 ) -> None:
