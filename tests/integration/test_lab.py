@@ -199,6 +199,10 @@ def test_announce_wan_ip_makes_upnp_report_the_address(
     status = _upnpc(fresh_lab, upnpc, "-s")
     assert f"ExternalIPAddress = {fresh_lab.wan_ip}\n" in status.stdout
 
+    fresh_lab.change_wan_ip("203.0.113.30")
+    status = _upnpc(fresh_lab, upnpc, "-s")
+    assert "ExternalIPAddress = 203.0.113.30\n" in status.stdout
+
 
 @lab_test
 def test_secure_mode_refuses_a_mapping_for_another_host(
@@ -518,3 +522,37 @@ def test_outbound_traffic_is_masqueraded_to_the_wan_address(lab_all: Lab) -> Non
         assert lab_all.probe(7000, role="lan", host=lab_all.wan_host_ip)
         assert server.wait_for_peers(1)[0][0] == lab_all.wan_ip
     _assert_empty(lab_all)
+
+
+@lab_test
+@pytest.mark.parametrize("fresh_lab", ["all"], indirect=True)
+def test_a_new_wan_address_is_announced_and_mappings_follow_it(
+    fresh_lab: Lab,
+) -> None:
+    lab = fresh_lab
+    old = lab.wan_ip
+    assert lab.natpmp_map(8080, 8080) is not None
+
+    def announced() -> list[bytes]:
+        # NAT-PMP's announcements: version 0, opcode 128, then the address.
+        return [
+            data[8:12]
+            for source, _port, data in listener.received()
+            if source == lab.gateway_lan_ip and data[:2] == b"\x00\x80"
+        ]
+
+    with lab.echo_server(5350, proto="udp", reply=False) as listener:
+        lab.change_wan_ip("203.0.113.20")
+        # PCP announcements come too, and may come first.
+        deadline = time.monotonic() + 5.0
+        while not announced() and time.monotonic() < deadline:
+            time.sleep(0.05)
+    assert bytes([203, 0, 113, 20]) in announced()
+
+    assert lab.wan_ip == "203.0.113.20"
+    assert lab.natpmp_address()["address"] == "203.0.113.20"
+    with lab.echo_server(8080):
+        assert lab.probe(8080)
+        assert not lab.probe(8080, host=old)
+    with pytest.raises(ValueError, match="other than the internet host"):
+        lab.change_wan_ip(lab.wan_host_ip)

@@ -4,8 +4,9 @@ The lab starts this file with ``ip netns exec NS python echo.py ...``; it uses
 only the standard library so it runs under any Python 3.
 
 ``serve`` binds, prints ``ready`` on a line of its own, then echoes what each
-peer sends and prints ``peer <ip> <port>`` for each one. It stops after
-``--max-seconds`` or ``--max-peers``, whichever comes first.
+peer sends (unless ``--silent``) and prints ``peer <ip> <port> <hex data>``
+for each one. It stops after ``--max-seconds`` or ``--max-peers``, whichever
+comes first.
 
 ``send`` sends ``--payload`` to ``--host``:``--port``, prints the reply and
 exits 0 when the reply equals the payload, 1 when nothing (or something else)
@@ -43,15 +44,16 @@ def _serve_tcp(args: argparse.Namespace, deadline: float) -> None:
                 continue
 
             served += 1
-            _say(f"peer {peer[0]} {peer[1]}")
             with conn:
                 conn.settimeout(2.0)
+                data = b""
                 try:
                     data = conn.recv(BUFSIZE)
-                    if data:
+                    if data and not args.silent:
                         conn.sendall(data)
                 except OSError:
                     pass
+            _say(f"peer {peer[0]} {peer[1]} {data.hex()}")
 
 
 def _serve_udp(args: argparse.Namespace, deadline: float) -> None:
@@ -68,8 +70,9 @@ def _serve_udp(args: argparse.Namespace, deadline: float) -> None:
                 continue
 
             served += 1
-            _say(f"peer {peer[0]} {peer[1]}")
-            sock.sendto(data, peer)
+            _say(f"peer {peer[0]} {peer[1]} {data.hex()}")
+            if not args.silent:
+                sock.sendto(data, peer)
 
 
 def _send_tcp(args: argparse.Namespace, payload: bytes) -> bytes:
@@ -101,6 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--port", type=int, required=True)
     serve.add_argument("--max-seconds", type=float, default=60.0)
     serve.add_argument("--max-peers", type=int, default=64)
+    serve.add_argument("--silent", action="store_true", help="listen only")
 
     send = sub.add_parser("send")
     send.add_argument("--proto", choices=("tcp", "udp"), default="tcp")

@@ -264,7 +264,7 @@ class EchoServer:
         self.process = process
         self.port = port
         self.proto = proto
-        self._peers: list[tuple[str, int]] = []
+        self._received: list[tuple[str, int, bytes]] = []
         self._lock = threading.Lock()
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
@@ -272,14 +272,20 @@ class EchoServer:
     def _read(self) -> None:
         for line in self.process.stdout:
             words = line.split()
-            if len(words) == 3 and words[0] == "peer":
+            if len(words) in (3, 4) and words[0] == "peer":
+                data = bytes.fromhex(words[3]) if len(words) == 4 else b""
                 with self._lock:
-                    self._peers.append((words[1], int(words[2])))
+                    self._received.append((words[1], int(words[2]), data))
 
     def peers(self) -> list[tuple[str, int]]:
         """Return the peers the server has answered so far, oldest first."""
         with self._lock:
-            return list(self._peers)
+            return [(address, port) for address, port, _data in self._received]
+
+    def received(self) -> list[tuple[str, int, bytes]]:
+        """Return (address, port, data) of each datagram or connection so far."""
+        with self._lock:
+            return list(self._received)
 
     def wait_for_peers(
         self, count: int = 1, timeout: float = 5.0
@@ -388,6 +394,8 @@ class Lab:
             f"{NAME_PREFIX}{name}-{role}" for role in self.client_roles
         ]
         self.client_ns = self.client_namespaces[0]
+        #: The gateway's external address (see :meth:`change_wan_ip`).
+        self.wan_ip = GATEWAY_WAN_IP
         self.gateway_ns = f"{NAME_PREFIX}{name}-gw"
         self.wan_ns = f"{NAME_PREFIX}{name}-wan"
         self.rundir = run_root() / name
@@ -406,7 +414,6 @@ class Lab:
 
     client_ip = CLIENT_IP
     gateway_lan_ip = GATEWAY_LAN_IP
-    wan_ip = GATEWAY_WAN_IP
     wan_host_ip = WAN_HOST_IP
     lan_network = str(LAN_NETWORK)
     wan_network = str(WAN_NETWORK)
@@ -514,6 +521,7 @@ class Lab:
         lab._owned_netns = [*lab.client_namespaces, lab.gateway_ns, lab.wan_ns]
         lab._owns_rundir = True
         lab._daemon_pid = state.get("miniupnpd_pid")
+        lab.wan_ip = state.get("wan_ip", GATEWAY_WAN_IP)
         lab._miniupnpd = Path(state["miniupnpd"])
         if not lab._miniupnpd.is_file():
             # The build moved or was cleaned since: a restart needs it again.
@@ -555,6 +563,7 @@ class Lab:
             "owner_pid": owner,
             "owner_start": _process_start_time(owner),
             "persistent": self.persistent,
+            "wan_ip": self.wan_ip,
             "miniupnpd": str(self._miniupnpd),
             "miniupnpd_pid": self._daemon_pid,
             "miniupnpd_start": (
@@ -599,7 +608,7 @@ class Lab:
         # The WAN: one link to the internet host, the gateway's default route.
         _run([*gw, "link", "add", WAN_IFNAME, "type", "veth",
               "peer", "name", WAN_HOST_IFNAME, "netns", self.wan_ns])  # fmt: skip
-        _run([*gw, "addr", "add", f"{GATEWAY_WAN_IP}/{wan_prefix}",
+        _run([*gw, "addr", "add", f"{self.wan_ip}/{wan_prefix}",
               "dev", WAN_IFNAME])  # fmt: skip
         _run([*gw, "link", "set", WAN_IFNAME, "up"])
         _run(["ip", "-n", self.wan_ns, "addr", "add", f"{WAN_HOST_IP}/{wan_prefix}",
@@ -615,6 +624,9 @@ class Lab:
         _run(["ip", "netns", "exec", self.gateway_ns, "nft", "-f", "-"],
              input=ruleset)  # fmt: skip
 
+        self._write_config()
+
+    def _write_config(self) -> None:
         config = gateway.render_config(
             name=self.name,
             variant=self.variant,
@@ -626,7 +638,7 @@ class Lab:
             uuid=self.uuid,
             min_lifetime=self.min_lifetime,
             max_lifetime=self.max_lifetime,
-            ext_ip=GATEWAY_WAN_IP if self.announce_wan_ip else None,
+            ext_ip=self.wan_ip if self.announce_wan_ip else None,
         )
         self.config_path.write_text(config)
 
@@ -733,6 +745,43 @@ class Lab:
             self.lease_path.unlink(missing_ok=True)
 
         self._start_daemon()
+
+    def change_wan_ip(self, address: str) -> None:
+        """Give the gateway another WAN address, as a new ISP lease does.
+
+        miniupnpd notices by itself: it announces the new address to the LAN
+        over NAT-PMP and PCP (UDP to 224.0.0.1 port 5350) and reports it from
+        then on. Its mappings stay and are now reached at the new address.
+        With *announce_wan_ip* the configured ``ext_ip`` would go stale, so
+        the configuration is rewritten and the daemon restarted, keeping its
+        mappings through the lease file.
+        """
+        self._require_started()
+        new = ipaddress.IPv4Address(address)
+        if (
+            new not in WAN_NETWORK
+            or str(new) == WAN_HOST_IP
+            or new in (WAN_NETWORK.network_address, WAN_NETWORK.broadcast_address)
+        ):
+            raise ValueError(
+                f"WAN address {address!r} must be a host of {WAN_NETWORK} "
+                f"other than the internet host {WAN_HOST_IP}"
+            )
+
+        prefix = WAN_NETWORK.prefixlen
+        self.gateway_exec(["ip", "addr", "flush", "dev", WAN_IFNAME], check=True)
+        self.gateway_exec(
+            ["ip", "addr", "add", f"{new}/{prefix}", "dev", WAN_IFNAME], check=True
+        )
+        self.gateway_exec(
+            ["ip", "route", "replace", "default", "via", WAN_HOST_IP], check=True
+        )
+        self.wan_ip = str(new)
+        self._write_state()
+
+        if self.announce_wan_ip:
+            self._write_config()
+            self.restart_gateway()
 
     # Reading the gateway's state.
 
@@ -879,10 +928,13 @@ class Lab:
         proto: str = "tcp",
         role: str = "lan",
         max_seconds: float = 60.0,
+        reply: bool = True,
     ) -> EchoServer:
         """Start an echo server on *port* in *role*'s namespace (the client's).
 
         It serves at most 64 peers and stops by itself after *max_seconds*.
+        Without *reply* it only listens, for instance for the gateway's
+        NAT-PMP announcements on UDP port 5350.
         """
         if proto not in ("tcp", "udp"):
             raise ValueError(f"proto must be 'tcp' or 'udp', got {proto!r}")
@@ -890,7 +942,8 @@ class Lab:
         process = self.popen(
             role,
             [sys.executable, ECHO_SCRIPT, "serve", "--proto", proto,
-             "--port", str(port), "--max-seconds", str(max_seconds)],
+             "--port", str(port), "--max-seconds", str(max_seconds),
+             *([] if reply else ["--silent"])],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             text=True,
@@ -920,7 +973,7 @@ class Lab:
         address, which succeeds only through a working mapping to an
         :meth:`echo_server`. *host* must be inside the lab's networks.
         """
-        host = host or GATEWAY_WAN_IP
+        host = host or self.wan_ip
         address = ipaddress.ip_address(host)
         if address not in LAN_NETWORK and address not in WAN_NETWORK:
             raise ValueError(
@@ -1014,7 +1067,7 @@ class Lab:
             *(f"  client   {netns:<22} {address}"
               for netns, address in zip(self.client_namespaces, self.client_ips)),
             f"  gateway  {self.gateway_ns:<22} LAN {GATEWAY_LAN_IP}, "
-            f"WAN {GATEWAY_WAN_IP} (miniupnpd)",
+            f"WAN {self.wan_ip} (miniupnpd)",
             f"  internet {self.wan_ns:<22} {WAN_HOST_IP}",
             f"  files    {self.rundir}",
         ])  # fmt: skip
