@@ -9,9 +9,10 @@ The public interface is this package's root, for most programs::
         print(mapping.external_address, mapping.external_port)
     # leaving the block removed the mapping
 
-and two low-level modules, one per protocol: :mod:`natfwd.upnp` and
-:mod:`natfwd.natpmp`. :mod:`natfwd.isolated` runs every call in a child
-process, so that a crash in C code cannot take the host application down.
+and one low-level module per protocol: :mod:`natfwd.upnp`,
+:mod:`natfwd.natpmp` and :mod:`natfwd.pcp`. :mod:`natfwd.isolated` runs
+every call in a child process, so that a crash in C code cannot take the
+host application down.
 Everything else (modules whose names start with an underscore, and
 ``natfwd.cli``) is private.
 """
@@ -32,6 +33,8 @@ from natfwd._exceptions import (
     NATPMPError,
     NATPMPResult,
     NotSupported,
+    PCPError,
+    PCPResult,
     PortInUse,
     UPnPError,
     UPnPErrorCode,
@@ -62,6 +65,8 @@ __all__ = [
     "NATPMPResult",
     "NatfwdError",
     "NotSupported",
+    "PCPError",
+    "PCPResult",
     "PortInUse",
     "Protocol",
     "UPnPError",

@@ -15,10 +15,12 @@ Every error natfwd raises derives from :class:`NatfwdError`::
     │   │   └── PortInUse        ... 718: someone else holds the port
     │   ├── NATPMPError          ... a NAT-PMP request failed; .code is the
     │   │                            result code
+    │   ├── PCPError             ... a PCP request failed; .code is the
+    │   │                            result code
     │   └── NotSupported         ... the gateway's protocol cannot do this
     └── IsolatedCallCrashed      the child process running C code died
 
-The UPnP and NAT-PMP codes are kept as enums on the exception, so callers can
+The UPnP, NAT-PMP and PCP codes are kept as enums on the exception, so callers can
 branch on them instead of parsing messages.
 """
 
@@ -38,6 +40,8 @@ __all__ = [
     "NATPMPResult",
     "NatfwdError",
     "NotSupported",
+    "PCPError",
+    "PCPResult",
     "PortInUse",
     "UPnPError",
     "UPnPErrorCode",
@@ -80,6 +84,25 @@ class NATPMPResult(enum.IntEnum):
     NETWORK_FAILURE = 3
     OUT_OF_RESOURCES = 4
     UNSUPPORTED_OPCODE = 5
+
+
+class PCPResult(enum.IntEnum):
+    """Result codes of PCP responses (RFC 6887, section 7.4)."""
+
+    SUCCESS = 0
+    UNSUPP_VERSION = 1
+    NOT_AUTHORIZED = 2
+    MALFORMED_REQUEST = 3
+    UNSUPP_OPCODE = 4
+    UNSUPP_OPTION = 5
+    MALFORMED_OPTION = 6
+    NETWORK_FAILURE = 7
+    NO_RESOURCES = 8
+    UNSUPP_PROTOCOL = 9
+    USER_EX_QUOTA = 10
+    CANNOT_PROVIDE_EXTERNAL = 11
+    ADDRESS_MISMATCH = 12
+    EXCESSIVE_REMOTE_PEERS = 13
 
 
 def _code_enum(enum_type: type[enum.IntEnum], code: int) -> int:
@@ -186,6 +209,28 @@ class NATPMPError(GatewayError):
         label = self.code.name if isinstance(self.code, NATPMPResult) else "unknown"
         super().__init__(
             f"NAT-PMP {operation} failed with result code {int(code)} ({label})",
+            gateway=gateway,
+        )
+
+
+class PCPError(GatewayError):
+    """A PCP request failed with a result code from the gateway.
+
+    ``code`` is a :class:`PCPResult` when known, else the plain integer.
+    """
+
+    def __init__(
+        self,
+        operation: str,
+        code: int,
+        *,
+        gateway: str | None = None,
+    ) -> None:
+        self.operation = operation
+        self.code = _code_enum(PCPResult, code)
+        label = self.code.name if isinstance(self.code, PCPResult) else "unknown"
+        super().__init__(
+            f"PCP {operation} failed with result code {int(code)} ({label})",
             gateway=gateway,
         )
 

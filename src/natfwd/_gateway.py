@@ -21,7 +21,7 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from natfwd import _bindings, natpmp, upnp
+from natfwd import _bindings, natpmp, pcp, upnp
 from natfwd._deadline import Deadline
 from natfwd._exceptions import (
     BackendUnavailable,
@@ -33,6 +33,7 @@ from natfwd._exceptions import (
     NatfwdError,
     NATPMPError,
     NotSupported,
+    PCPError,
     PortInUse,
     UPnPError,
     UPnPErrorCode,
@@ -82,6 +83,7 @@ class Method(str, enum.Enum):
     """How natfwd talks to a gateway."""
 
     NATPMP = "natpmp"
+    PCP = "pcp"
     UPNP = "upnp"
 
     def __str__(self) -> str:
@@ -325,6 +327,9 @@ class NATPMPGateway(Gateway):
     """A gateway that answered NAT-PMP."""
 
     method = Method.NATPMP
+    protocol_name = "NAT-PMP"
+    # What the gateway says when it refuses: it then made nothing.
+    refusals: tuple[type[Exception], ...] = (NATPMPError, InvalidArgument)
 
     def __init__(self, client: natpmp.Client, public: natpmp.PublicAddress) -> None:
         super().__init__()
@@ -363,17 +368,18 @@ class NATPMPGateway(Gateway):
         deadline,
     ) -> Mapping:
         notes = []
+        name = self.protocol_name
         if internal_address is not None and internal_address != self._local_address():
             raise InvalidArgument(
-                "NAT-PMP maps ports to the host that asks; internal address "
+                f"{name} maps ports to the host that asks; internal address "
                 f"{internal_address!r} is not this host's"
             )
         if description != DEFAULT_DESCRIPTION:
-            notes.append("NAT-PMP mappings carry no description")
+            notes.append(f"{name} mappings carry no description")
         asked = lease or NATPMP_LONGEST_LEASE
         if not lease:
             notes.append(
-                "NAT-PMP has no permanent mappings; asked for the longest lease"
+                f"{name} has no permanent mappings; asked for the longest lease"
             )
 
         try:
@@ -384,7 +390,7 @@ class NATPMPGateway(Gateway):
                 lifetime=asked,
                 deadline=_work(deadline),
             )
-        except (NATPMPError, InvalidArgument):
+        except self.refusals:
             raise  # refused: the gateway made nothing
         except GatewayError as exc:
             # Timed out, or answered what nobody can read: the mapping may
@@ -404,18 +410,23 @@ class NATPMPGateway(Gateway):
                 f"instead of {asked} s"
             )
         self._note_epoch(granted.epoch)
+        external_address = self._granted_address(granted)
         return Mapping(
             method=self.method,
             protocol=protocol,
             internal_address=self._local_address(),
             internal_port=internal_port,
             external_port=granted.external_port,
-            external_address=self._public.address,
+            external_address=external_address,
             lease=granted.lifetime,
             description=description,
-            double_nat=not upnp.is_public(self._public.address),
+            double_nat=not upnp.is_public(external_address),
             notes=tuple(notes),
         )
+
+    def _granted_address(self, granted) -> str:
+        """The external address of a new mapping: NAT-PMP has one for all."""
+        return self._public.address
 
     def _take_back(self, protocol, internal_port, deadline) -> bool:
         """After a request that failed, make sure no mapping is left."""
@@ -433,7 +444,9 @@ class NATPMPGateway(Gateway):
 
     def _note_epoch(self, epoch: int) -> None:
         if epoch < self.epoch:
-            log.warning("the gateway's NAT-PMP epoch went back: it has restarted")
+            log.warning(
+                "the gateway's %s epoch went back: it has restarted", self.protocol_name
+            )
         self.epoch = epoch
 
     def _local_address(self) -> str:
@@ -441,6 +454,41 @@ class NATPMPGateway(Gateway):
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
             sock.connect((self.address, NATPMP_PORT))
             return sock.getsockname()[0]
+
+
+class PCPGateway(NATPMPGateway):
+    """A gateway that answered PCP.
+
+    Mappings work as over NAT-PMP; every reply also carries the external
+    address, which PCP has no other way to ask for.
+    """
+
+    method = Method.PCP
+    protocol_name = "PCP"
+    refusals = (PCPError, InvalidArgument)
+
+    def __init__(self, client: pcp.Client, announcement: pcp.Announcement) -> None:
+        Gateway.__init__(self)
+        self._client = client
+        self._external = ""
+        self.address = client.gateway
+        self.epoch = announcement.epoch
+
+    def status(self, *, timeout=None, deadline=None) -> GatewayStatus:
+        deadline = _deadline(timeout, deadline)
+        announcement = self._client.announce(deadline=deadline)
+        self._note_epoch(announcement.epoch)
+        return GatewayStatus(
+            method=self.method,
+            address=self.address,
+            external_address=self._external,
+            double_nat=not upnp.is_public(self._external),
+            details={"epoch": announcement.epoch},
+        )
+
+    def _granted_address(self, granted) -> str:
+        self._external = granted.external_address
+        return granted.external_address
 
 
 class UPnPGateway(Gateway):
@@ -826,6 +874,19 @@ def _same_host(reported: str, client: str) -> bool:
 # -- finding the gateway -------------------------------------------------------
 
 
+def _find_pcp(gateway: str | None, deadline: Deadline) -> PCPGateway:
+    client = pcp.Client(gateway)
+    try:
+        announcement = client.announce(deadline=deadline)
+    except GatewayTimeout as exc:
+        client.close()
+        raise GatewayNotFound(f"no PCP answer from {client.gateway}") from exc
+    except BaseException:
+        client.close()
+        raise
+    return PCPGateway(client, announcement)
+
+
 def _find_natpmp(gateway: str | None, deadline: Deadline) -> NATPMPGateway:
     client = natpmp.Client(gateway)
     try:
@@ -933,14 +994,19 @@ def find_gateway(
 ) -> Gateway:
     """Find the gateway, by NAT-PMP and UPnP at once unless *via* says one.
 
+    PCP is used when *via* is "pcp"; PCP gateways normally answer NAT-PMP
+    too, as RFC 6887 asks of them.
+
     *gateway* is the gateway's address: NAT-PMP skips the route lookup and
     the UPnP search asks that address alone. *upnp_url* skips the UPnP search
     and uses that description URL; given without *gateway*, it also means
     UPnP. *interface* picks where to search. Raises GatewayNotFound, naming
     what each protocol answered.
     """
-    if via not in ("auto", "natpmp", "upnp", Method.NATPMP, Method.UPNP):
-        raise InvalidArgument(f"via must be 'auto', 'natpmp' or 'upnp', not {via!r}")
+    if via not in ("auto", *Method, *(m.value for m in Method)):
+        raise InvalidArgument(
+            f"via must be 'auto', 'natpmp', 'pcp' or 'upnp', not {via!r}"
+        )
     via = str(via)
     if gateway is not None:
         gateway = check_address(gateway, "gateway")
@@ -954,6 +1020,8 @@ def find_gateway(
     finders = {}
     if via in ("auto", "natpmp"):
         finders["NAT-PMP"] = lambda: _find_natpmp(gateway, inner)
+    if via == "pcp":
+        finders["PCP"] = lambda: _find_pcp(gateway, inner)
     if via in ("auto", "upnp"):
         finders["UPnP"] = lambda: _find_upnp(upnp_url, gateway, interface, inner)
     if via == "auto":

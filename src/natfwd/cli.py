@@ -136,7 +136,7 @@ def _common_options(parser: argparse.ArgumentParser, *, defaults: bool) -> None:
     )
     group.add_argument(
         "--via",
-        choices=("auto", "natpmp", "upnp"),
+        choices=("auto", "natpmp", "pcp", "upnp"),
         default=default("auto"),
         help="the protocol to use (default: auto, whichever answers first)",
     )
@@ -462,7 +462,13 @@ def exit_code_for(exc: BaseException) -> int:
         return EXIT_USAGE
     if isinstance(exc, natfwd.GatewayNotFound):
         return EXIT_NO_GATEWAY
-    if isinstance(exc, (natfwd.UPnPError, natfwd.NATPMPError, natfwd.NotSupported)):
+    refusals = (
+        natfwd.UPnPError,
+        natfwd.NATPMPError,
+        natfwd.PCPError,
+        natfwd.NotSupported,
+    )
+    if isinstance(exc, refusals):
         return EXIT_REFUSED
     if isinstance(exc, natfwd.GatewayError):
         return EXIT_GATEWAY_FAILED

@@ -52,7 +52,7 @@ def forwarded(lab) -> set[tuple[str, int, str, int]]:
 # -- the main path -------------------------------------------------------------
 
 
-@pytest.mark.parametrize("via", ["upnp", "natpmp"])
+@pytest.mark.parametrize("via", ["upnp", "natpmp", "pcp"])
 def test_add_then_remove_opens_and_closes_the_port(lab_all, via):
     lab = lab_all
 
@@ -187,6 +187,19 @@ def test_igdv1_gateway(lab_igdv1):
     )
     assert ("tcp", 9007, lab.client_ip, 9007) in forwarded(lab)
     natfwd_json(lab, "remove", "9007")
+
+
+def test_pcp_mapping_is_renewed_and_removed_by_later_processes(lab_natpmp):
+    lab = lab_natpmp
+
+    first = natfwd_json(lab, "add", "9014/udp", "--via", "pcp", "--lease", "60")
+    again = natfwd_json(lab, "add", "9014/udp", "--via", "pcp", "--lease", "120")
+
+    assert first["mapping"]["external_address"] == lab.wan_ip
+    assert again["mapping"]["external_port"] == first["mapping"]["external_port"]
+    assert len(forwarded(lab)) == 1
+    natfwd_json(lab, "remove", "9014/udp", "--via", "pcp")
+    assert forwarded(lab) == set()
 
 
 def test_external_ip(lab_all):
