@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -72,58 +71,74 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=15)
     args = parser.parse_args()
 
-    header = f"{'command':<34} {'median':>8} {'min':>8} {'max':>8} {'RSS MiB':>8}   exit"
+    header = (
+        f"{'command':<34} {'median':>8} {'min':>8} {'max':>8} {'RSS MiB':>8}   exit"
+    )
     print(f"{header}\n{'':<34} {'(ms)':>8} {'(ms)':>8} {'(ms)':>8}")
 
     with Lab(variant="all", name="bench-natpmp") as lab:
         natpmpc = str(peer_path("natpmpc"))
-        print(row(
-            "natpmpc -a 9001 9001 tcp 3600",
-            series(lab, [natpmpc, "-a", "9001", "9001", "tcp", "3600"], args.runs, None),
-        ))
-        print(row(
-            "natfwd add 9001 --via natpmp",
-            series(
-                lab,
-                [*NATFWD, "add", "9001", "--via", "natpmp"],
-                args.runs,
-                [*NATFWD, "remove", "9001", "--via", "natpmp"],
-            ),
-        ))
-        print(row(
-            "python -c pass (interpreter alone)",
-            series(lab, [sys.executable, "-c", "pass"], args.runs, None),
-        ))
+        print(
+            row(
+                "natpmpc -a 9001 9001 tcp 3600",
+                series(
+                    lab, [natpmpc, "-a", "9001", "9001", "tcp", "3600"], args.runs, None
+                ),
+            )
+        )
+        print(
+            row(
+                "natfwd add 9001 --via natpmp",
+                series(
+                    lab,
+                    [*NATFWD, "add", "9001", "--via", "natpmp"],
+                    args.runs,
+                    [*NATFWD, "remove", "9001", "--via", "natpmp"],
+                ),
+            )
+        )
+        print(
+            row(
+                "python -c pass (interpreter alone)",
+                series(lab, [sys.executable, "-c", "pass"], args.runs, None),
+            )
+        )
 
     with Lab(variant="upnp", name="bench-upnp") as lab:
         upnpc = str(peer_path("upnpc"))
-        print(row(
-            "upnpc -a CLIENT 9001 9001 TCP",
-            series(
-                lab,
-                [upnpc, "-e", "natfwd", "-a", lab.client_ip, "9001", "9001", "TCP"],
-                max(3, args.runs // 3),
-                [upnpc, "-d", "9001", "TCP"],
-            ),
-        ))
-        print(row(
-            "natfwd add 9001 --via upnp",
-            series(
-                lab,
-                [*NATFWD, "add", "9001", "--via", "upnp"],
-                args.runs,
-                [*NATFWD, "remove", "9001", "--via", "upnp"],
-            ),
-        ))
-        print(row(
-            "natfwd add 9001 (auto)",
-            series(
-                lab,
-                [*NATFWD, "add", "9001"],
-                args.runs,
-                [*NATFWD, "remove", "9001"],
-            ),
-        ))
+        print(
+            row(
+                "upnpc -a CLIENT 9001 9001 TCP",
+                series(
+                    lab,
+                    [upnpc, "-e", "natfwd", "-a", lab.client_ip, "9001", "9001", "TCP"],
+                    max(3, args.runs // 3),
+                    [upnpc, "-d", "9001", "TCP"],
+                ),
+            )
+        )
+        print(
+            row(
+                "natfwd add 9001 --via upnp",
+                series(
+                    lab,
+                    [*NATFWD, "add", "9001", "--via", "upnp"],
+                    args.runs,
+                    [*NATFWD, "remove", "9001", "--via", "upnp"],
+                ),
+            )
+        )
+        print(
+            row(
+                "natfwd add 9001 (auto)",
+                series(
+                    lab,
+                    [*NATFWD, "add", "9001"],
+                    args.runs,
+                    [*NATFWD, "remove", "9001"],
+                ),
+            )
+        )
     return 0
 
 
