@@ -444,6 +444,11 @@ class _Held:
         }
 
 
+def _has_epoch(gateway: Gateway) -> bool:
+    """Whether the gateway's replies carry an epoch (NAT-PMP, and PCP)."""
+    return gateway.method is not Method.UPNP and hasattr(gateway, "epoch")
+
+
 def _is_refusal(exc: Exception) -> bool:
     """A refusal is about one port; anything else is about the gateway.
 
@@ -566,7 +571,7 @@ class Keeper:
             location=status.details.get("location"),
             route=route,
         )
-        if gateway.method is Method.NATPMP:
+        if _has_epoch(gateway):
             self._saw_epoch(int(status.details["epoch"]))
         self.info.next_check = time.monotonic() + self.options.check_interval
         log.info(
@@ -750,8 +755,8 @@ class Keeper:
         assert self.gateway is not None
         assert self.info is not None
         try:
-            if self.gateway.method is Method.NATPMP:
-                return self._check_natpmp()
+            if _has_epoch(self.gateway):
+                return self._check_epoch()
             return self._check_upnp()
         except (NatfwdError, OSError) as exc:
             if _is_refusal(exc):
@@ -760,11 +765,11 @@ class Keeper:
             self._lose_gateway(f"the gateway at {self.info.address} failed: {exc}")
             return False
 
-    def _check_natpmp(self) -> bool:
+    def _check_epoch(self) -> bool:
         assert self.gateway is not None
         status = self.gateway.status(timeout=self._call_timeout())
         if self._saw_epoch(int(status.details["epoch"])):
-            self._remap_all("the gateway restarted (its NAT-PMP epoch went back)")
+            self._remap_all("the gateway restarted (its epoch went back)")
         return True
 
     def _check_upnp(self) -> bool:
@@ -814,11 +819,11 @@ class Keeper:
         every other one is gone: they are mapped again at once.
         """
         gateway = self.gateway
-        if gateway is None or gateway.method is not Method.NATPMP:
+        if gateway is None or not _has_epoch(gateway):
             return
         if not self._saw_epoch(int(gateway.epoch)):
             return
-        reason = "the gateway restarted (its NAT-PMP epoch went back)"
+        reason = "the gateway restarted (its epoch went back)"
         for held in self.held:
             if held is not current and held.mapping is not None:
                 self.events.emit("lost", **held.spec.to_json(), reason=reason)
@@ -841,7 +846,7 @@ class Keeper:
             restarted = epoch < expected
         if restarted:
             log.warning(
-                "the gateway's NAT-PMP epoch went from %d to %d: it restarted",
+                "the gateway's epoch went from %d to %d: it restarted",
                 info.epoch,
                 epoch,
             )
