@@ -25,9 +25,9 @@ versioned helper protocol of docs/helper-protocol.md.
 from __future__ import annotations
 
 import argparse
-import configparser
 import contextlib
 import errno
+import importlib
 import json
 import logging
 import os
@@ -37,7 +37,6 @@ import socket
 import stat
 import struct
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -68,14 +67,6 @@ try:
 except ImportError:  # Windows
     fcntl = None
     import msvcrt
-
-try:
-    import tomllib
-except ImportError:  # Python < 3.11
-    try:
-        import tomli as tomllib
-    except ImportError:
-        tomllib = None
 
 __all__ = ["PROTOCOL_VERSION", "KeepOptions", "Keeper", "PortSpec", "parse_specs"]
 
@@ -281,9 +272,8 @@ class StateFile:
 
     def save(self, document: dict) -> None:
         data = json.dumps({"version": STATE_VERSION, **document}, indent=1) + "\n"
-        fd, temporary = tempfile.mkstemp(
-            prefix=f".{self.path.name}.", dir=self.path.parent
-        )
+        temporary = self.path.with_name(f".{self.path.name}.{os.getpid()}")
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as out:
                 out.write(data)
@@ -294,12 +284,13 @@ class StateFile:
             with contextlib.suppress(OSError):
                 os.unlink(temporary)
             raise
-        with contextlib.suppress(OSError):
-            folder = os.open(self.path.parent, os.O_RDONLY | os.O_DIRECTORY)
-            try:
-                os.fsync(folder)
-            finally:
-                os.close(folder)
+        if hasattr(os, "O_DIRECTORY"):  # make the rename itself durable
+            with contextlib.suppress(OSError):
+                folder = os.open(self.path.parent, os.O_RDONLY | os.O_DIRECTORY)
+                try:
+                    os.fsync(folder)
+                finally:
+                    os.close(folder)
 
     def remove(self) -> None:
         with contextlib.suppress(FileNotFoundError):
@@ -1096,6 +1087,17 @@ CONFIG_KEYS = {
 }
 
 
+def _toml_module():
+    """tomllib, or tomli before Python 3.11, or None; imported when needed
+    (it is slow to import, and most runs read no TOML)."""
+    for name in ("tomllib", "tomli"):
+        try:
+            return importlib.import_module(name)
+        except ImportError:
+            continue
+    return None
+
+
 def load_config(path: str) -> dict[str, object]:
     """Options from a TOML file, or an INI file with a ``[keep]`` section.
 
@@ -1108,6 +1110,7 @@ def load_config(path: str) -> dict[str, object]:
         raise InvalidArgument(f"cannot read the config file {path!r}: {exc}") from exc
 
     if path.endswith(".toml"):
+        tomllib = _toml_module()
         if tomllib is None:
             raise InvalidArgument(
                 f"reading {path!r} needs Python 3.11 or the tomli package; "
@@ -1119,6 +1122,7 @@ def load_config(path: str) -> dict[str, object]:
             raise InvalidArgument(f"{path}: {exc}") from exc
         document = document.get("keep", document)
     else:
+        configparser = importlib.import_module("configparser")
         parser = configparser.ConfigParser(interpolation=None)
         try:
             parser.read_string(text, source=path)
