@@ -137,3 +137,14 @@ def natpmp_cli(netns: Netns, capfd):
         return _run(netns, list(argv), timeout, capfd, process)
 
     return run
+
+
+@pytest.fixture
+def search_cli(netns: Netns, capfd):
+    """Run natfwd with a UPnP search of the namespace's 127.0.0.1 alone."""
+
+    def run(*argv: str, timeout: float = 2.0, process: bool = False) -> Run:
+        argv = (*argv, "--via", "upnp", "--gateway", "127.0.0.1")
+        return _run(netns, list(argv), timeout, capfd, process)
+
+    return run
