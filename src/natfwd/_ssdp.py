@@ -127,7 +127,7 @@ def _interface_option(interface: str) -> bytes:
         )
     try:
         index = socket.if_nametoindex(interface)
-    except OSError as exc:
+    except (OSError, ValueError) as exc:  # ValueError: a NUL in the name
         raise InvalidArgument(f"no network interface named {interface!r}") from exc
     # struct ip_mreqn: multicast group, local address, interface index.
     return struct.pack("=4s4si", b"\0" * 4, b"\0" * 4, index)

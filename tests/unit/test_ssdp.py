@@ -11,7 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from natfwd._ssdp import MAX_DATAGRAM, SEARCH_TARGETS, Response, parse_response
+from natfwd import InvalidArgument
+from natfwd._ssdp import (
+    MAX_DATAGRAM,
+    SEARCH_TARGETS,
+    Response,
+    _interface_option,
+    parse_response,
+)
 
 REPLIES = Path(__file__).resolve().parents[1] / "fixtures" / "replies" / "ssdp"
 
@@ -178,3 +185,13 @@ def test_random_bytes_never_raise():
         for data in (noise, good[:cut] + noise, noise + good, good[:cut]):
             result = parse_response(data, SOURCE)
             assert result is None or isinstance(result, Response)
+
+
+@pytest.mark.parametrize("name", ["no-such-interface0", "x" * 300, "nul\x00", "\xe9"])
+def test_unknown_interface_is_an_invalid_argument(name):
+    with pytest.raises(InvalidArgument, match="no network interface"):
+        _interface_option(name)
+
+
+def test_interface_by_address():
+    assert _interface_option("192.168.1.20") == bytes([192, 168, 1, 20])
