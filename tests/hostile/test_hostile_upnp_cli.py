@@ -358,3 +358,15 @@ def test_remove_that_the_gateway_only_pretends(igd, upnp_cli):
     assert run.code == 5
     assert "still" in run.error
     assert mapped(igd) == {OURS}
+
+
+def test_take_back_that_stalls_too_is_bounded_and_said(igd, upnp_cli):
+    igd.script("AddPortMapping", reply=lambda raw: [Hang()])
+    igd.script("GetSpecificPortMappingEntry", reply=lambda raw: [Hang()], times=None)
+    igd.script("DeletePortMapping", reply=lambda raw: [Hang()], times=None)
+
+    run = upnp_cli(igd, *ADD, timeout=1.0)
+
+    assert run.code == 5
+    assert "may be left on the gateway" in run.error
+    assert run.elapsed < 1.0 + STARTUP_MARGIN
