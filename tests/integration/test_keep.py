@@ -11,11 +11,13 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
 import queue
 import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -601,3 +603,58 @@ def test_an_igd_back_on_another_port_is_found_again(
     finally:
         keeper.kill()
     assert _ports(fresh_lab) == set()
+
+
+@lab_test
+def test_as_the_systemd_units_run_it(
+    lab_all: Lab, request: pytest.FixtureRequest
+) -> None:
+    """An unprivileged user, no HOME or PATH, the state directory and the
+    journal's stream from the environment, as under natfwd-keep.service."""
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        pytest.skip("setpriv (util-linux) is not installed")
+    uid = 61_000 + os.getpid() % 1000
+    as_user = [setpriv, f"--reuid={uid}", f"--regid={uid}", "--clear-groups",
+               "--no-new-privs"]  # fmt: skip
+    if lab_all.client_exec(
+        [*as_user, sys.executable, "-c", "import natfwd"]
+    ).returncode:
+        pytest.skip(f"uid {uid} cannot run {sys.executable} from here")
+    # pytest's own folders are root's alone; the user needs a way in.
+    state = Path(tempfile.mkdtemp(prefix="natfwd-keep-state-"))
+    request.addfinalizer(lambda: shutil.rmtree(state, ignore_errors=True))
+    os.chown(state, uid, uid)
+
+    env = {"STATE_DIRECTORY": str(state), "JOURNAL_STREAM": "8:12345"}
+    process = lab_all.popen(
+        "lan",
+        [*as_user, sys.executable, "-m", "natfwd", "keep", "7090", "--json"],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        for line in process.stdout:
+            event = json.loads(line)
+            assert "event" in event, event  # else the CLI's error document
+            if event["event"] == "mapped":
+                break
+        assert (state / "keep.json").exists()
+        assert _ports(lab_all) == {("tcp", 7090)}
+        process.send_signal(signal.SIGTERM)
+        out, err = process.communicate(timeout=20)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == 0, err
+    assert json.loads(out.splitlines()[-1])["event"] == "shutdown"
+    assert _ports(lab_all) == set()
+    assert not (state / "keep.json").exists()
+    # the journal's priority prefix, and no timestamps
+    lines = err.splitlines()
+    assert lines
+    assert all(line[:3] in ("<4>", "<6>", "<7>") for line in lines), lines
