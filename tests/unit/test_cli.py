@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -23,7 +24,12 @@ DOCS = Path(__file__).resolve().parents[2] / "docs" / "cli.md"
 
 @pytest.fixture(autouse=True)
 def offline(monkeypatch):
-    """Fail loudly if a test would search for, or talk to, a gateway."""
+    """Fail loudly if a test would search for, or talk to, a gateway.
+
+    The C libraries' sockets are out of Python's reach, so the calls that
+    make them are refused; every socket Python makes cannot connect or
+    send anywhere.
+    """
 
     def refuse(*args, **kwargs):
         raise AssertionError("a unit test tried to reach a gateway")
@@ -31,6 +37,8 @@ def offline(monkeypatch):
     monkeypatch.setattr(natpmp.Client, "__init__", refuse)
     monkeypatch.setattr(_ssdp, "search", refuse)
     monkeypatch.setattr(upnp.IGD, "_call", refuse)
+    for method in ("connect", "connect_ex", "sendto", "sendmsg"):
+        monkeypatch.setattr(socket.socket, method, refuse)
 
 
 def run(capsys, *argv: str) -> tuple[int, str, list[str]]:
@@ -118,7 +126,7 @@ BAD_ARGUMENTS = [
     ["status", "--timeout", "inf"],
     ["status", "--timeout", "1e12"],
     ["status", "--timeout", "\u0663"],
-    ["status", "--via", "pcp"],
+    ["status", "--via", "carrier-pigeon"],
     ["status", "--gateway", "1.2.3"],
     ["status", "--gateway", "192.168.1.0/24"],
     ["status", "--via", "upnp", "--upnp-url", "ftp://192.168.1.1/rootDesc.xml"],
