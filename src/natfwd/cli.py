@@ -302,7 +302,7 @@ def cmd_status(ctx: Context) -> int:
         lines.append("double NAT:       yes (the external address is not public)")
     for key in ("igd_version", "connection", "location", "epoch"):
         if doc.get(key) is not None:
-            lines.append(f"{key.replace('_', ' ') + ':':<18}{doc[key]}")
+            lines.append(f"{key.replace('_', ' ') + ':':<18}{_shown(str(doc[key]))}")
     ctx.emit({"command": "status", "status": doc}, lines)
     return EXIT_OK
 

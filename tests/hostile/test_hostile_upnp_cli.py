@@ -370,3 +370,14 @@ def test_take_back_that_stalls_too_is_bounded_and_said(igd, upnp_cli):
     assert run.code == 5
     assert "may be left on the gateway" in run.error
     assert run.elapsed < 1.0 + STARTUP_MARGIN
+
+
+def test_status_shows_hostile_text_harmlessly(igd, upnp_cli):
+    igd.connection_status = "Connected\x1b[2J\x07"
+
+    run = upnp_cli(igd, "status")
+
+    assert run.code == 0, run.err
+    assert "\x1b" not in run.out
+    assert "\x07" not in run.out
+    assert "Connected\\x1b[2J\\x07" in run.out
