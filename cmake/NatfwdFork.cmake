@@ -91,6 +91,11 @@ function(natfwd_add_fork lib)
   endif()
   add_subdirectory("${tree}" "${CMAKE_CURRENT_BINARY_DIR}/vendor/${lib}"
                    EXCLUDE_FROM_ALL SYSTEM)
+  if(lib STREQUAL "miniupnpc")
+    # natfwd reports every error itself, one line each: keep the library's
+    # own messages off stderr (patches/miniupnpc, "keep it off stderr").
+    target_compile_definitions(${NATFWD_FORK_TARGET_miniupnpc} PRIVATE MINIUPNPC_QUIET)
+  endif()
 
   install(FILES "${tree}/LICENSE"
           DESTINATION "${NATFWD_LICENSE_DIR}/${lib}"
