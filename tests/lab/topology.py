@@ -409,8 +409,8 @@ class Lab:
         self._owned_netns: list[str] = []
         self._owns_rundir = False
 
-    # Addresses and paths. They are the same in every lab: each lab's
-    # namespaces are a world of their own.
+    # Addresses (but wan_ip, set in __init__) are the same in every lab: each
+    # lab's namespaces are a world of their own.
 
     client_ip = CLIENT_IP
     gateway_lan_ip = GATEWAY_LAN_IP
@@ -440,7 +440,7 @@ class Lab:
     @property
     def uuid(self) -> str:
         """The gateway's fixed UPnP device UUID; the last part is lab-specific."""
-        tail = self.name.encode().hex()[:12].ljust(12, "0")
+        tail = hashlib.sha256(self.name.encode()).hexdigest()[:12]
         return f"6e617466-7764-4c61-8200-{tail}"
 
     @property
