@@ -456,6 +456,13 @@ def test_tools_lab_runs_a_persistent_lab(lab_prerequisites: None) -> None:
         assert "TCP 203.0.113.10:8080 -> 192.168.50.10:8080 from any" in listed.stdout
         restarted = tool("restart", "--name", name, "--forget")
         assert "0 mapping(s) restored" in restarted.stdout
+
+        moved = tool("wan-ip", "--name", name, "203.0.113.44")
+        assert moved.returncode == 0, moved.stderr
+        assert json.loads(tool("status", "--json").stdout)[name]["wan_ip"] == (
+            "203.0.113.44"
+        )
+        assert "203.0.113.44" in tool("log", "--name", name).stdout
     finally:
         down = tool("down", "--name", name)
 
