@@ -462,7 +462,8 @@ def test_tools_lab_runs_a_persistent_lab(lab_prerequisites: None) -> None:
         assert json.loads(tool("status", "--json").stdout)[name]["wan_ip"] == (
             "203.0.113.44"
         )
-        assert "203.0.113.44" in tool("log", "--name", name).stdout
+        assert lab.natpmp_address()["address"] == "203.0.113.44"
+        assert "Listening for NAT-PMP/PCP" in tool("log", "--name", name).stdout
     finally:
         down = tool("down", "--name", name)
 
