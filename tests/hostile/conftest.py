@@ -27,11 +27,6 @@ from upnp_responder import HostileIGD
 
 from natfwd.cli import main
 
-#: What a command may take beyond its --timeout: scheduling slack, and for
-#: a command run as a process of its own, starting Python and importing
-#: natfwd (about 0.3 s on CI).
-STARTUP_MARGIN = 1.5
-
 
 @dataclasses.dataclass
 class Run:

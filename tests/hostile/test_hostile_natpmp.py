@@ -11,7 +11,7 @@ import json
 import struct
 
 import pytest
-from conftest import STARTUP_MARGIN
+from hostile_support import STARTUP_MARGIN
 from natpmp_responder import Granted
 
 import natfwd

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import STARTUP_MARGIN
+from hostile_support import STARTUP_MARGIN
 from upnp_responder import (
     Close,
     Drip,
