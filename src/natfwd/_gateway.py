@@ -864,11 +864,16 @@ def _maybe_left(exc: GatewayError) -> GatewayError:
 
 
 def _same_host(reported: str, client: str) -> bool:
-    """Whether the internal client a gateway reports is *client*."""
+    """Whether the internal client a gateway reports may be *client*.
+
+    Only an address that differs says no: a gateway that reports the client
+    empty, or in some form of its own, gives no reason to think that the
+    mapping is someone else's.
+    """
     try:
         return ipaddress.ip_address(reported.strip()) == ipaddress.ip_address(client)
     except ValueError:
-        return reported.strip() == client
+        return True
 
 
 # -- finding the gateway -------------------------------------------------------

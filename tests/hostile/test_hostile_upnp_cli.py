@@ -381,3 +381,28 @@ def test_status_shows_hostile_text_harmlessly(igd, upnp_cli):
     assert "\x1b" not in run.out
     assert "\x07" not in run.out
     assert "Connected\\x1b[2J\\x07" in run.out
+
+
+@pytest.mark.parametrize("client", ["", "my-pc.lan", "127.0.0.9"])
+def test_read_back_that_names_the_client_oddly(igd, upnp_cli, client):
+    entry = success_body(
+        "GetSpecificPortMappingEntry",
+        igd.service,
+        {
+            "NewInternalPort": "8080",
+            "NewInternalClient": client,
+            "NewEnabled": "1",
+            "NewPortMappingDescription": "natfwd",
+            "NewLeaseDuration": "3600",
+        },
+    )
+    igd.answer("GetSpecificPortMappingEntry", http(200, entry))
+
+    run = upnp_cli(igd, *ADD)
+
+    if client == "127.0.0.9":  # another host's, by the gateway's word
+        assert run.code == 4
+        assert "127.0.0.9:8080" in run.error
+    else:  # ours, as far as anyone can tell
+        assert run.code == 0, run.err
+    assert set(igd.table) == {OURS}
