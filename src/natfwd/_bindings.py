@@ -9,8 +9,8 @@ Nothing outside natfwd should import the compiled modules directly.
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass
 from types import ModuleType
+from typing import NamedTuple
 
 from natfwd import __version__
 from natfwd._exceptions import BackendUnavailable
@@ -22,8 +22,7 @@ class BindingMismatch(ImportError):
     """A compiled module belongs to another version of natfwd."""
 
 
-@dataclass(frozen=True)
-class BuildInfo:
+class BuildInfo(NamedTuple):
     """What one compiled backend was built from."""
 
     backend: str

@@ -19,7 +19,7 @@ import random
 import socket
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from natfwd import _bindings, natpmp, pcp, upnp
 from natfwd._deadline import Deadline
@@ -90,8 +90,7 @@ class Method(str, enum.Enum):
         return self.value
 
 
-@dataclass(frozen=True)
-class Mapping:
+class Mapping(NamedTuple):
     """A port mapping as granted by the gateway.
 
     ``lease`` is the granted lease in seconds, 0 for permanent. ``notes``
@@ -108,7 +107,7 @@ class Mapping:
     lease: int
     description: str
     double_nat: bool
-    notes: tuple[str, ...] = field(default=())
+    notes: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -125,8 +124,7 @@ class Mapping:
         }
 
 
-@dataclass(frozen=True)
-class GatewayStatus:
+class GatewayStatus(NamedTuple):
     """What natfwd knows of the gateway it found."""
 
     method: Method

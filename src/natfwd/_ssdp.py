@@ -16,7 +16,7 @@ import socket
 import struct
 import sys
 import time
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from natfwd._deadline import Deadline
 from natfwd._exceptions import InvalidArgument
@@ -45,8 +45,7 @@ MAX_DATAGRAM = 8192
 MAX_RESPONSES = 64
 
 
-@dataclass(frozen=True)
-class Response:
+class Response(NamedTuple):
     """One SSDP answer: where the device's description is, and who sent it."""
 
     location: str

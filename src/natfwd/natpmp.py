@@ -20,7 +20,7 @@ import logging
 import selectors
 import socket
 import struct
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from natfwd import _bindings
 from natfwd._deadline import Deadline
@@ -48,16 +48,14 @@ log = logging.getLogger(__name__)
 wire = logging.getLogger("natfwd.wire")
 
 
-@dataclass(frozen=True)
-class PublicAddress:
+class PublicAddress(NamedTuple):
     """A public address reply: the gateway's WAN address and its epoch."""
 
     address: str
     epoch: int
 
 
-@dataclass(frozen=True)
-class Mapping:
+class Mapping(NamedTuple):
     """A mapping reply: what the gateway granted, which may differ from
     what was asked. A lifetime of 0 means the mapping was removed."""
 

@@ -29,7 +29,7 @@ import selectors
 import socket
 import struct
 import time
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from natfwd._deadline import Deadline
 from natfwd._exceptions import (
@@ -77,15 +77,13 @@ LONGEST_RETRANSMIT = 1024.0
 SECRET_FILE = "pcp-nonce-secret"
 
 
-@dataclass(frozen=True)
-class Announcement:
+class Announcement(NamedTuple):
     """An ANNOUNCE reply: the gateway's epoch (seconds since its state began)."""
 
     epoch: int
 
 
-@dataclass(frozen=True)
-class Mapping:
+class Mapping(NamedTuple):
     """A MAP reply: what the gateway granted. Lifetime 0: mapping deleted."""
 
     protocol: Protocol

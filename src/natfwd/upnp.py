@@ -20,8 +20,7 @@ import enum
 import ipaddress
 import logging
 import threading
-from dataclasses import dataclass
-from typing import Callable, TypeVar
+from typing import Callable, NamedTuple, TypeVar
 
 from natfwd import _bindings, _ssdp
 from natfwd._deadline import Deadline, run_bounded
@@ -64,8 +63,7 @@ T = TypeVar("T")
 MAX_LISTED_MAPPINGS = 1024
 
 
-@dataclass(frozen=True)
-class Device:
+class Device(NamedTuple):
     """An IGD that answered a search."""
 
     location: str
@@ -83,8 +81,7 @@ class IGDStatus(enum.Enum):
     NOT_IGD = "not an IGD"
 
 
-@dataclass(frozen=True)
-class PortMapping:
+class PortMapping(NamedTuple):
     """One port mapping as the IGD reports it.
 
     ``lease`` is the remaining lease in seconds; 0 means permanent.
