@@ -19,9 +19,9 @@ import random
 import socket
 import threading
 from collections.abc import Iterator
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
-from natfwd import _bindings, natpmp, pcp, upnp
+from natfwd import _bindings, natpmp, upnp
 from natfwd._deadline import Deadline
 from natfwd._exceptions import (
     BackendUnavailable,
@@ -47,6 +47,9 @@ from natfwd._validate import (
     check_protocol,
     check_timeout,
 )
+
+if TYPE_CHECKING:
+    from natfwd import pcp
 
 __all__ = [
     "Gateway",
@@ -878,6 +881,10 @@ def _same_host(reported: str, client: str) -> bool:
 
 
 def _find_pcp(gateway: str | None, deadline: Deadline) -> PCPGateway:
+    # Imported here: PCP is asked for only by name, and its hashing modules
+    # would slow down every other run of the command line.
+    from natfwd import pcp  # noqa: PLC0415
+
     client = pcp.Client(gateway)
     try:
         announcement = client.announce(deadline=deadline)
