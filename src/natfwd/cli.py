@@ -574,7 +574,12 @@ def _c_output_hidden(hide: bool):
 
 def _setup_logging(verbosity: int) -> None:
     handler = _StderrHandler()
-    handler.setFormatter(logging.Formatter("natfwd: %(levelname)s: %(message)s"))
+    # From -vv on, each line says when it happened, in milliseconds since
+    # start-up, so that a slow gateway can be told from a slow host.
+    timing = "[%(relativeCreated)7.1f ms] " if verbosity >= 2 else ""
+    handler.setFormatter(
+        logging.Formatter(f"natfwd: {timing}%(levelname)s: %(message)s")
+    )
     handler.set_name("natfwd.cli")
     root = logging.getLogger("natfwd")
     # main() may run more than once in a process: one handler, on the
