@@ -259,7 +259,7 @@ def test_mapping_for_another_host_is_refused_cleanly(lab_upnp):
         ["add", "80", "--timeout", "0"],
         ["add", "80", "--internal-address", "not-an-address"],
         ["remove", "99999"],
-        ["--via", "pcp", "status"],
+        ["--via", "carrier-pigeon", "status"],
     ],
 )
 def test_bad_input_is_refused_before_anything_is_sent(lab_all, args):
