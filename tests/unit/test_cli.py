@@ -231,6 +231,8 @@ def test_exit_code_for(exc, code):
 
 
 def test_every_exit_status_is_documented():
+    if not DOCS.exists():
+        pytest.skip(f"{DOCS} is not here (a wheel's tests run without docs/)")
     table = DOCS.read_text()
     for code in EXIT_CODES:
         assert f"\n| {code} |" in table, f"exit status {code} missing in {DOCS}"
