@@ -1,8 +1,9 @@
 """The manual pages in docs/man keep up with the command-line parsers.
 
-The pages are written by hand; these tests fail when a command, an option or
-an exit status is added to the parser without being described, or when the
-version in the page header falls behind the package's.
+The pages are written by hand; these tests fail when a command, an option,
+an option's choice or an exit status is added to the parser without being
+described, or when the version in the page header falls behind the
+package's.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ def option_strings(parser: argparse.ArgumentParser):
                 yield from option_strings(sub)
         else:
             yield from action.option_strings
+            yield from action.choices or ()
 
 
 def test_natfwd_page_describes_every_command_and_option(natfwd_modules) -> None:
