@@ -78,6 +78,9 @@ CLEANUP_RESERVE = 1.0
 # How much sooner than the caller's deadline each finder's own ends.
 FINDER_MARGIN = 0.1
 
+# Devices with an unusable description a UPnP search passes over, at most.
+UNUSABLE_DEVICES_SKIPPED = 4
+
 # Ports tried when an IGD v1 holds the wanted one and another will do.
 ALTERNATE_PORT_TRIES = 8
 
@@ -920,13 +923,31 @@ def _find_upnp(
     if upnp_url is not None:
         igd = upnp.IGD(upnp_url, deadline=deadline)
         return UPnPGateway(igd, igd.status(deadline=deadline))
-    devices = upnp.discover(
-        deadline=deadline, interface=interface, first=True, unicast=gateway
-    )
-    if not devices:
-        raise GatewayNotFound("no IGD answered the UPnP search")
-    igd, status = upnp.IGD.select(devices, deadline=deadline)
-    return UPnPGateway(igd, status)
+    # The first answer is taken, but a device that answers first with a
+    # description natfwd cannot use must not hide the gateway behind it:
+    # search again without it, as long as the deadline allows.
+    unusable: list[str] = []
+    failure: NatfwdError | None = None
+    for _ in range(UNUSABLE_DEVICES_SKIPPED + 1):
+        devices = upnp.discover(
+            deadline=deadline,
+            interface=interface,
+            first=True,
+            unicast=gateway,
+            exclude=unusable,
+        )
+        if not devices:
+            break
+        try:
+            igd, status = upnp.IGD.select(devices, deadline=deadline)
+        except (GatewayNotFound, NotSupported, MalformedReply) as exc:
+            unusable += [device.location for device in devices]
+            failure = exc
+            continue
+        return UPnPGateway(igd, status)
+    if failure is not None:
+        raise failure
+    raise GatewayNotFound("no IGD answered the UPnP search")
 
 
 class _Race:

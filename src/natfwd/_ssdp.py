@@ -16,6 +16,7 @@ import socket
 import struct
 import sys
 import time
+from collections.abc import Collection
 from typing import NamedTuple
 
 from natfwd._deadline import Deadline
@@ -138,11 +139,13 @@ def search(
     interface: str | None = None,
     first: bool = True,
     unicast: str | None = None,
+    exclude: Collection[str] = (),
 ) -> list[Response]:
     """Search for IGDs until *deadline*, or until the first answer if *first*.
 
-    With *unicast*, only the device at that address is asked. Answers come
-    back in the order they arrived, each location once.
+    With *unicast*, only the device at that address is asked. Answers whose
+    location is in *exclude* are ignored. Answers come back in the order
+    they arrived, each location once.
     """
     destination = unicast or MULTICAST_GROUP
     found: dict[str, Response] = {}
@@ -162,7 +165,7 @@ def search(
             if not sel.select(max(0.0, wait)):
                 continue
 
-            _receive(sock, found)
+            _receive(sock, found, exclude)
             if first and found:
                 break
     return list(found.values())
@@ -177,7 +180,9 @@ def _send_burst(sock: socket.socket, destination: str) -> None:
             log.debug("SSDP search could not be sent: %s", exc)
 
 
-def _receive(sock: socket.socket, found: dict[str, Response]) -> None:
+def _receive(
+    sock: socket.socket, found: dict[str, Response], exclude: Collection[str]
+) -> None:
     while True:
         try:
             data, (source, _port) = sock.recvfrom(MAX_DATAGRAM)
@@ -193,4 +198,5 @@ def _receive(sock: socket.socket, found: dict[str, Response]) -> None:
         wire.debug(
             "SSDP answer from %s: %s at %s", source, response.st, response.location
         )
-        found.setdefault(response.location, response)
+        if response.location not in exclude:
+            found.setdefault(response.location, response)

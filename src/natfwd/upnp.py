@@ -20,6 +20,7 @@ import enum
 import ipaddress
 import logging
 import threading
+from collections.abc import Collection
 from typing import Callable, NamedTuple, TypeVar
 
 from natfwd import _bindings, _ssdp
@@ -111,6 +112,7 @@ def discover(
     interface: str | None = None,
     first: bool = False,
     unicast: str | None = None,
+    exclude: Collection[str] = (),
     deadline: Deadline | None = None,
 ) -> list[Device]:
     """Search the LAN for IGDs for *timeout* seconds.
@@ -118,14 +120,15 @@ def discover(
     With *first*, return as soon as one IGD has answered. *interface* is the
     address or name of the interface to search on. *unicast* asks only the
     device at that address (a unicast search, UPnP Device Architecture 1.1)
-    instead of the whole LAN.
+    instead of the whole LAN. Devices whose location is in *exclude* are
+    left out.
     """
     deadline = _deadline(timeout, deadline, 2.0)
     if unicast is not None:
         unicast = check_address(unicast, "gateway")
 
     responses = _ssdp.search(
-        deadline, interface=interface, first=first, unicast=unicast
+        deadline, interface=interface, first=first, unicast=unicast, exclude=exclude
     )
 
     return [

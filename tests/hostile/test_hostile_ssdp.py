@@ -122,11 +122,6 @@ def test_flood_of_answers_is_bounded(netns, igd, search_cli):
     assert run.elapsed < 1.5 + 1.0
 
 
-@pytest.mark.xfail(
-    reason="the search stops at the first answer: a LAN device that answers "
-    "faster than the gateway, with a description natfwd cannot use, hides it",
-    strict=True,
-)
 def test_a_useless_first_answer_does_not_hide_the_gateway(netns, igd, search_cli):
     burst = [answer("http://127.0.0.1:1/rootDesc.xml"), 0.2, answer(igd.location)]
 

@@ -74,10 +74,11 @@ def test_udp_mapping_carries_datagrams(lab_all):
     lab = lab_all
 
     with lab.echo_server(9002, proto="udp"):
-        natfwd_json(lab, "add", "9002/udp")
+        added = natfwd_json(lab, "add", "9002/udp")
+        method = added["mapping"]["method"]
         assert ("udp", 9002, lab.client_ip, 9002) in forwarded(lab)
         assert lab.probe(9002, proto="udp")
-        natfwd_json(lab, "remove", "9002/udp")
+        natfwd_json(lab, "remove", "9002/udp", "--via", method)
 
     assert forwarded(lab) == set()
 
