@@ -18,6 +18,7 @@ import logging
 import random
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -74,6 +75,10 @@ NATPMP_PORT = 5351
 # How long an add keeps back from its deadline, so that a request that ran
 # out of time can still be taken back.
 CLEANUP_RESERVE = 1.0
+
+# How long a gateway found by a less preferred protocol waits for the
+# preferred one's answer (see _Race).
+PREFERENCE_GRACE = 0.25
 
 # How much sooner than the caller's deadline each finder's own ends.
 FINDER_MARGIN = 0.1
@@ -951,21 +956,27 @@ def _find_upnp(
 
 
 class _Race:
-    """Runs the finders side by side; the first to succeed wins.
+    """Runs the finders side by side and keeps the best that succeeds.
 
-    A finder that succeeds after the winner closes what it found, so a slow
-    loser never leaks a socket or miniupnpc's memory.
+    Finders are given in order of preference. The first to succeed wins,
+    unless one preferred to it is still asking: that one gets a short
+    grace (PREFERENCE_GRACE) to answer too, so that which protocol is used
+    does not hang on a few milliseconds of timing, and an ``add`` and a
+    later ``remove`` pick the same one. A gateway found by a finder that
+    did not win is closed, even one found after the race was decided, so a
+    slow loser never leaks a socket or miniupnpc's memory.
     """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._settled = threading.Event()
-        self._winner: Gateway | None = None
+        self._changed = threading.Condition(self._lock)
+        self._order: list[str] = []
+        self._found: dict[str, Gateway] = {}
         self._errors: dict[str, BaseException] = {}
-        self._pending = 0
+        self._decided = False
 
     def run(self, finders: dict[str, object], deadline: Deadline) -> Gateway:
-        self._pending = len(finders)
+        self._order = list(finders)
         for name, finder in finders.items():
             threading.Thread(
                 target=self._attempt,
@@ -974,14 +985,40 @@ class _Race:
                 daemon=True,
             ).start()
 
-        self._settled.wait(deadline.remaining())
-
         with self._lock:
-            if self._winner is not None:
-                return self._winner
-            self._settled.set()  # losers arriving later close what they find
+            winner = self._decide(deadline)
+            self._decided = True
+            losers = [g for name, g in self._found.items() if g is not winner]
             errors = dict(self._errors)
+        for gateway in losers:
+            gateway.close()
+
+        if winner is not None:
+            return winner
         raise _no_gateway(errors, timed_out=len(errors) < len(finders))
+
+    def _decide(self, deadline: Deadline) -> Gateway | None:
+        """Wait (holding the lock) until the best gateway is known."""
+        grace_end = None
+        while True:
+            best = next((n for n in self._order if n in self._found), None)
+            if best is not None:
+                preferred = self._order[: self._order.index(best)]
+                waiting = [n for n in preferred if n not in self._errors]
+                if not waiting:
+                    return self._found[best]
+                if grace_end is None:
+                    grace_end = time.monotonic() + PREFERENCE_GRACE
+                if time.monotonic() >= grace_end:
+                    return self._found[best]
+            elif len(self._errors) == len(self._order):
+                return None
+            if deadline.expired():
+                return self._found[best] if best is not None else None
+            wait = deadline.remaining()
+            if grace_end is not None:
+                wait = min(wait, max(0.0, grace_end - time.monotonic()))
+            self._changed.wait(wait)
 
     def _attempt(self, name: str, finder) -> None:
         try:
@@ -989,14 +1026,12 @@ class _Race:
         except BaseException as exc:
             with self._lock:
                 self._errors[name] = exc
-                self._pending -= 1
-                if not self._pending:
-                    self._settled.set()
+                self._changed.notify_all()
             return
         with self._lock:
-            if self._winner is None and not self._settled.is_set():
-                self._winner = found
-                self._settled.set()
+            if not self._decided:
+                self._found[name] = found
+                self._changed.notify_all()
                 return
         found.close()
 
