@@ -22,7 +22,7 @@ import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, NamedTuple
 
-from natfwd import _bindings, natpmp, upnp
+from natfwd import _bindings, _ssdp, natpmp, upnp
 from natfwd._deadline import Deadline
 from natfwd._exceptions import (
     BackendUnavailable,
@@ -273,9 +273,11 @@ class Gateway:
     def mappings(
         self, *, timeout: float | None = None, deadline=None
     ) -> list[upnp.PortMapping]:
-        """Every mapping the gateway holds (UPnP only; NAT-PMP cannot list)."""
+        """Every mapping the gateway holds (UPnP only: NAT-PMP and PCP have
+        no way to list them)."""
+        name = getattr(self, "protocol_name", self.method.value)
         raise NotSupported(
-            "NAT-PMP gateways cannot list their mappings; use UPnP (--via upnp)",
+            f"{name} gateways cannot list their mappings; use UPnP (--via upnp)",
             gateway=self.address,
         )
 
@@ -899,6 +901,12 @@ def _find_pcp(gateway: str | None, deadline: Deadline) -> PCPGateway:
     except GatewayTimeout as exc:
         client.close()
         raise GatewayNotFound(f"no PCP answer from {client.gateway}") from exc
+    except GatewayError as exc:
+        client.close()
+        if isinstance(exc.__cause__, ConnectionRefusedError):
+            # As NAT-PMP: a closed port is no gateway, not a failing one.
+            raise GatewayNotFound(f"no PCP service at {client.gateway}") from exc
+        raise
     except BaseException:
         client.close()
         raise
@@ -1078,6 +1086,10 @@ def find_gateway(
         gateway = check_address(gateway, "gateway")
     if via == "auto" and upnp_url is not None and gateway is None:
         via = "upnp"
+    if interface is not None:
+        # Checked whichever protocol answers first, so that a mistyped
+        # interface is an error every time and not only when UPnP wins.
+        _ssdp.check_interface(interface)
     deadline = _deadline(timeout, deadline)
     # The finders stop a little before the race does, so that a gateway
     # that stopped answering is reported as that, not as no gateway at all.

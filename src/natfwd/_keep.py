@@ -224,17 +224,50 @@ class StateFile:
     :meth:`lock` takes an exclusive lock on ``<path>.lock`` for the life of
     the process; :meth:`save` replaces the file atomically (a temporary file
     in the same folder, fsync, rename).
+
+    The lock file stays when the keeper exits. Deleting it would let two
+    keepers each lock a file of that name: one the deleted file, opened just
+    before, and one a new file made just after.
+
+    Only the default folder is made when missing (*create_folder*): a path
+    given by the user in a folder that does not exist is a mistake, refused.
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, create_folder: bool = False) -> None:
         self.path = Path(path)
+        self.create_folder = create_folder
         self._lock_fd: int | None = None
 
     def lock(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        """Lock the state file; raises StateBusy or StateFileUnusable."""
+        folder = self.path.parent
+        if self.create_folder:
+            try:
+                folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+            except OSError as exc:
+                raise StateFileUnusable(
+                    f"cannot make the state folder {str(folder)!r}: {exc.strerror}"
+                ) from exc
+        elif not folder.is_dir():
+            raise StateFileUnusable(
+                f"the folder of the state file {str(self.path)!r} does not exist"
+            )
+        if self.path.is_dir() or (
+            self.path.exists() and not self.path.is_file()
+        ):
+            raise StateFileUnusable(
+                f"the state file {str(self.path)!r} is not a regular file"
+            )
+
         lock_path = self.path.with_name(self.path.name + ".lock")
         flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
-        fd = os.open(lock_path, flags, 0o600)
+        try:
+            fd = os.open(lock_path, flags, 0o600)
+        except OSError as exc:
+            raise StateFileUnusable(
+                f"cannot use the state file {str(self.path)!r}: cannot make its "
+                f"lock file {str(lock_path)!r}: {exc.strerror}"
+            ) from exc
         try:
             if fcntl is not None:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -260,12 +293,23 @@ class StateFile:
             text = self.path.read_text(encoding="utf-8")
         except FileNotFoundError:
             return {}
+        except OSError as exc:
+            raise StateFileUnusable(
+                f"cannot read the state file {str(self.path)!r}: {exc.strerror}"
+            ) from exc
+        if not text.strip():
+            return {}
         try:
             document = json.loads(text)
         except ValueError:
-            log.warning("ignoring the unreadable state file %s", self.path)
-            return {}
-        if not isinstance(document, dict) or document.get("version") != STATE_VERSION:
+            document = None
+        if not isinstance(document, dict) or "version" not in document:
+            # Some other file: replacing it would destroy it.
+            raise StateFileUnusable(
+                f"{str(self.path)!r} is not a natfwd keep state file; "
+                "give another --state-file"
+            )
+        if document.get("version") != STATE_VERSION:
             log.warning("ignoring the state file %s of another version", self.path)
             return {}
         return document
@@ -299,6 +343,11 @@ class StateFile:
 
 class StateBusy(NatfwdError):
     """Another keeper holds the state file's lock."""
+
+
+class StateFileUnusable(InvalidArgument):
+    """The state file cannot be used: a missing folder, another kind of file,
+    a folder where no lock file can be made."""
 
 
 # -- waiting for time, signals and stdin --------------------------------------

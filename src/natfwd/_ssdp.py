@@ -105,14 +105,28 @@ def _multicast_socket(interface: str | None) -> socket.socket:
         sock.setblocking(False)
         sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, 2)
         if interface is not None:
-            sock.setsockopt(
-                socket.IPPROTO_IP, socket.IP_MULTICAST_IF, _interface_option(interface)
-            )
+            try:
+                sock.setsockopt(
+                    socket.IPPROTO_IP,
+                    socket.IP_MULTICAST_IF,
+                    _interface_option(interface),
+                )
+            except OSError as exc:
+                raise InvalidArgument(
+                    f"cannot search on interface {interface!r}: "
+                    f"{exc.strerror or exc} (give a name or an address of this host)"
+                ) from exc
         sock.bind(("", 0))
     except BaseException:
         sock.close()
         raise
     return sock
+
+
+def check_interface(interface: str) -> str:
+    """*interface*, once the OS agrees it can search on it (nothing is sent)."""
+    _multicast_socket(interface).close()
+    return interface
 
 
 def _interface_option(interface: str) -> bytes:

@@ -111,10 +111,12 @@ def check_description(value: object) -> str:
         None,
     )
     if bad is not None:
-        raise InvalidArgument(
-            f"description must be printable text, not {value!r} "
-            f"(U+{ord(bad):04X} is a control character)"
+        what = (
+            "is not valid UTF-8"
+            if 0xDC80 <= ord(bad) <= 0xDCFF
+            else f"holds U+{ord(bad):04X}, a control character"
         )
+        raise InvalidArgument(f"description must be printable text; {value!r} {what}")
     size = len(value.encode("utf-8"))
     if size > MAX_DESCRIPTION_BYTES:
         raise InvalidArgument(

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from typing import Callable
 
 import natfwd
-from natfwd import _bindings, _keep
+from natfwd import _bindings, _keep, upnp
 from natfwd._deadline import Deadline
 from natfwd._validate import (
     check_address,
@@ -359,6 +359,15 @@ def cmd_remove(ctx: Context) -> int:
                 ) from exc
             removed = False
         method = gateway.method.value
+        address = gateway.address
+
+    also = []
+    if (
+        ctx.args.via == "auto"
+        and method != "upnp"
+        and _remove_over_upnp_too(ctx, address, internal, external, protocol)
+    ):
+        also.append("upnp")
 
     doc = {
         "method": method,
@@ -366,13 +375,49 @@ def cmd_remove(ctx: Context) -> int:
         "internal_port": internal,
         "external_port": external,
         "removed": removed,
+        "also_removed_via": also,
     }
     what = "removed" if removed else "no mapping of"
+    via = " and ".join([method, *also])
     ctx.emit(
         {"command": "remove", "mapping": doc},
-        [f"{what} {external}/{protocol} via {method}"],
+        [f"{what} {external}/{protocol} via {via}"],
     )
     return EXIT_OK
+
+
+# How long 'remove' in auto mode asks the gateway over UPnP as well.
+UPNP_SWEEP_SECONDS = 1.0
+
+
+def _remove_over_upnp_too(
+    ctx: Context, address: str, internal: int, external: int, protocol: str
+) -> bool:
+    """Remove a UPnP mapping of *external* to this host's *internal* port.
+
+    NAT-PMP and PCP cannot tell whether the gateway held the mapping they
+    were asked to remove, and cannot remove one made over UPnP. In auto
+    mode the same gateway is asked over UPnP too, briefly; only a mapping
+    to this host and port goes. Returns whether one went.
+    """
+    deadline = ctx.deadline.within(UPNP_SWEEP_SECONDS)
+    try:
+        devices = upnp.discover(deadline=deadline, first=True, unicast=address)
+        if not devices:
+            return False
+        igd, _ = upnp.IGD.select(devices, deadline=deadline)
+        with igd:
+            entry = igd.get_port_mapping(external, protocol, deadline=deadline)
+            if entry is None or (entry.internal_client, entry.internal_port) != (
+                igd.lan_address,
+                internal,
+            ):
+                return False
+            igd.delete_port_mapping(external, protocol, deadline=deadline)
+    except natfwd.NatfwdError as exc:
+        log.debug("no UPnP mapping of %d/%s removed: %s", external, protocol, exc)
+        return False
+    return True
 
 
 def cmd_list(ctx: Context) -> int:
@@ -599,6 +644,22 @@ def _setup_logging(verbosity: int) -> None:
     )
 
 
+def _interrupted(exc: BaseException) -> bool:
+    """Whether *exc* came of an interrupt.
+
+    A second Ctrl-C that lands while the first unwinds through a lock can
+    leave a RuntimeError ("release unlocked lock") in its place, with the
+    KeyboardInterrupt only in its context.
+    """
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, KeyboardInterrupt):
+            return True
+        seen.add(id(exc))
+        exc = exc.__context__
+    return False
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     args = None
@@ -617,6 +678,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("natfwd: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     except Exception as exc:
+        if _interrupted(exc):
+            print("natfwd: interrupted", file=sys.stderr)
+            return EXIT_INTERRUPTED
         code = exit_code_for(exc)
         # Arguments that did not parse still asked for JSON, if they did.
         wants_json = "--json" in (sys.argv[1:] if argv is None else argv)

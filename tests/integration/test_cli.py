@@ -203,6 +203,17 @@ def test_pcp_mapping_is_renewed_and_removed_by_later_processes(lab_natpmp):
     assert forwarded(lab) == set()
 
 
+def test_auto_remove_also_removes_what_upnp_made(lab_all):
+    lab = lab_all
+    natfwd_json(lab, "add", "9015", "--via", "upnp")
+
+    removed = natfwd_json(lab, "remove", "9015")["mapping"]
+
+    assert removed["method"] == "natpmp"
+    assert removed["also_removed_via"] == ["upnp"]
+    assert forwarded(lab) == set()
+
+
 def test_external_ip(lab_all):
     result = natfwd(lab_all, "external-ip", "--via", "natpmp")
     assert (result.returncode, result.stdout.strip()) == (0, lab_all.wan_ip)

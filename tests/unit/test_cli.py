@@ -309,3 +309,18 @@ def test_main_twice_logs_once(capsys):
         h for h in logging.getLogger("natfwd").handlers if h.get_name() == "natfwd.cli"
     ]
     assert len(handlers) == 1
+
+
+def test_an_interrupt_hidden_behind_a_lock_error_is_still_an_interrupt():
+    # A second Ctrl-C landing while a lock is restored leaves this shape.
+    def interrupted_twice() -> None:
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt:
+            raise RuntimeError("release unlocked lock")  # noqa: B904
+
+    with pytest.raises(RuntimeError) as caught:
+        interrupted_twice()
+
+    assert cli._interrupted(caught.value)
+    assert not cli._interrupted(RuntimeError("release unlocked lock"))
