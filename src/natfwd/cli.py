@@ -80,11 +80,15 @@ def _timeout(text: str) -> float:
     try:
         if not text.isascii():  # float() reads digits of any script
             raise ValueError(text)
-        return check_timeout(float(text))
+        seconds = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(
             f"timeout must be a positive number of seconds, not {text!r}"
         ) from None
+    try:
+        return check_timeout(seconds)
+    except ValueError as exc:  # out of range: the check says which range
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _lease(text: str) -> int:
