@@ -9,6 +9,7 @@ Debian's libminiupnpc and libnatpmp.
 
 from __future__ import annotations
 
+import re
 import subprocess
 from pathlib import Path
 
@@ -130,3 +131,28 @@ def test_units_are_neither_enabled_nor_started(forks_build: dict) -> None:
     # snippet enables it unless it was disabled before ("else" branch).
     assert "deb-systemd-invoke" not in postinst
     assert "else" not in postinst
+
+
+def test_autopkgtest_passes(forks_build: dict, tmp_path: Path) -> None:
+    ensure_debian_packages(["autopkgtest"], "running autopkgtest")
+    files = forks_build["files"]
+    (dsc,) = [f for f in files if f.suffix == ".dsc"]
+    debs = [f for f in files if f.suffix == ".deb" and "-dbgsym_" not in f.name]
+    # The null runner tests on this machine, as Debian's CI would in a VM.
+    env = {"PATH": debbuild.DEBIAN_PATH, "HOME": str(Path.home()), "LC_ALL": "C.UTF-8"}
+    command = ["autopkgtest", "--output-dir", tmp_path / "out", "-B", dsc, *debs]
+    try:
+        proc = subprocess.run(
+            [*command, "--", "null"],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=900,
+            check=False,
+        )
+    finally:
+        debbuild.remove()
+
+    summary = (tmp_path / "out" / "summary").read_text()
+    assert proc.returncode == 0, summary + proc.stdout[-4000:] + proc.stderr[-4000:]
+    assert re.search(r"^offline-suite\s+PASS$", summary, re.M), summary
