@@ -95,6 +95,13 @@ function(natfwd_add_fork lib)
     # natfwd reports every error itself, one line each: keep the library's
     # own messages off stderr (patches/miniupnpc, "keep it off stderr").
     target_compile_definitions(${NATFWD_FORK_TARGET_miniupnpc} PRIVATE MINIUPNPC_QUIET)
+    # Upstream's CMake build sets socket timeouts everywhere but on Windows,
+    # where a socket would then wait forever for a silent gateway. The
+    # queue's Winsock fix makes the timeouts right there too.
+    if(WIN32)
+      target_compile_definitions(${NATFWD_FORK_TARGET_miniupnpc}
+        PRIVATE MINIUPNPC_SET_SOCKET_TIMEOUT)
+    endif()
   endif()
 
   install(FILES "${tree}/LICENSE"

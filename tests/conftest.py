@@ -14,6 +14,7 @@ import fcntl
 import ipaddress
 import os
 import socket
+import weakref
 from collections.abc import Iterator
 
 import pytest
@@ -29,19 +30,30 @@ _INITIAL_NETNS = (
 SIOCGSKNS = 0x894C
 
 
+# The namespace each Python socket was made in: a socket stays there,
+# whichever thread uses it later.
+_BORN_IN: weakref.WeakKeyDictionary[socket.socket, str] = weakref.WeakKeyDictionary()
+
+
+def _thread_netns() -> str:
+    return os.readlink("/proc/thread-self/ns/net")
+
+
 def _in_own_namespace(sock: socket.socket) -> bool:
     """Whether *sock* lives in a namespace other than the tests' start one.
 
-    A socket stays in the namespace it was made in, whichever thread uses
-    it later; the thread's own namespace is the answer where the kernel
-    cannot say.
+    Known from when the socket was made, else asked of the kernel, else
+    taken to be the calling thread's.
     """
     if _INITIAL_NETNS is None:
         return False
+    born = _BORN_IN.get(sock)
+    if born is not None:
+        return born != _INITIAL_NETNS
     try:
         fd = fcntl.ioctl(sock.fileno(), SIOCGSKNS)
     except OSError:
-        return os.readlink("/proc/thread-self/ns/net") != _INITIAL_NETNS
+        return _thread_netns() != _INITIAL_NETNS
     try:
         return os.readlink(f"/proc/self/fd/{fd}") != _INITIAL_NETNS
     finally:
@@ -84,8 +96,17 @@ def _nothing_leaves_the_machine() -> Iterator[None]:
 
         return method
 
+    original_init = socket.socket.__init__
+
+    def init(self, *args, **kwargs):
+        original_init(self, *args, **kwargs)
+        if _INITIAL_NETNS is not None:
+            _BORN_IN[self] = _thread_netns()
+
     for name in originals:
         setattr(socket.socket, name, guarded(name))
+    socket.socket.__init__ = init
     yield
     for name, original in originals.items():
         setattr(socket.socket, name, original)
+    socket.socket.__init__ = original_init
