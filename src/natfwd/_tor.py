@@ -187,7 +187,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args, unknown = _parser().parse_known_args(argv)
     root.setLevel(logging.INFO if args.verbose else logging.WARNING)
     if unknown:
-        log.warning("ignoring %s", " ".join(unknown))
+        # Tor passes only the options above: anything else is a person's
+        # typo, and a run that maps other ports than meant helps nobody.
+        sys.stderr.write(f"natfwd-tor-helper: unknown argument {unknown[0]!r}\n")
+        sys.stderr.write(USAGE)
+        return 2
     if args.help:
         sys.stderr.write(USAGE)
         return 0

@@ -179,3 +179,22 @@ def test_helper_reports_failure_in_lines_tor_accepts(lab_all: Lab) -> None:
         (9030, 9030, False),
     ]
     assert all(message for *_, message in parsed)
+
+
+@pytest.mark.parametrize(
+    "argv", [["--bogus"], ["-p", "9001:9001", "--bogus"], ["-p", "9001", "extra"]]
+)
+def test_unknown_arguments_are_refused_before_anything_is_sent(
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    argv: list[str],
+) -> None:
+    def find_gateway(**_):
+        raise AssertionError("the helper went looking for a gateway")
+
+    monkeypatch.setattr(_tor.natfwd, "find_gateway", find_gateway)
+    assert _tor.main(argv) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert f"unknown argument {argv[-1]!r}" in err
+    assert "ignoring" not in err
