@@ -31,6 +31,7 @@ import importlib
 import json
 import logging
 import os
+import re
 import selectors
 import signal
 import socket
@@ -54,6 +55,7 @@ from natfwd._exceptions import (
 )
 from natfwd._gateway import Gateway, Mapping, Method
 from natfwd._validate import (
+    MAX_DESCRIPTION_BYTES,
     Protocol,
     check_description,
     check_lease,
@@ -191,7 +193,7 @@ class Events:
             self.enabled = False
 
 
-def _error_json(exc: BaseException) -> dict[str, object]:
+def error_json(exc: BaseException) -> dict[str, object]:
     error: dict[str, object] = {"type": type(exc).__name__, "message": str(exc)}
     if getattr(exc, "code", None) is not None:
         error["code"] = int(exc.code)
@@ -252,9 +254,7 @@ class StateFile:
             raise StateFileUnusable(
                 f"the folder of the state file {str(self.path)!r} does not exist"
             )
-        if self.path.is_dir() or (
-            self.path.exists() and not self.path.is_file()
-        ):
+        if self.path.is_dir() or (self.path.exists() and not self.path.is_file()):
             raise StateFileUnusable(
                 f"the state file {str(self.path)!r} is not a regular file"
             )
@@ -472,6 +472,7 @@ class _Held:
     renew_at: float = 0.0
     retry_at: float = 0.0
     failures: int = 0
+    shared: bool = False
 
     def record(self) -> dict[str, object]:
         assert self.mapping is not None
@@ -481,6 +482,7 @@ class _Held:
             "internal_port": self.spec.internal_port,
             "external_port": self.mapping.external_port,
             "internal_address": self.mapping.internal_address,
+            "description": self.mapping.description,
         }
 
 
@@ -533,6 +535,9 @@ class Keeper:
         self.leftovers: list[dict] = []
         self._connect_failures = 0
         self._connect_at = 0.0
+        self._margin_warned = False
+        self.token = new_token()
+        self.description = keeper_description(options.description, self.token)
 
     # -- the loop -----------------------------------------------------------
 
@@ -569,8 +574,11 @@ class Keeper:
                 times.append(held.renew_at)
         return min(times)
 
-    def _call_timeout(self) -> float:
-        return self.options.timeout
+    def _call_timeout(self, end: float | None = None) -> float:
+        """The timeout of one exchange; shorter when *end* is near."""
+        if end is None:
+            return self.options.timeout
+        return max(0.5, min(self.options.timeout, end - time.monotonic()))
 
     # -- finding the gateway ------------------------------------------------
 
@@ -599,7 +607,7 @@ class Keeper:
                 self.events.emit(
                     "failed",
                     **held.spec.to_json(),
-                    error=_error_json(exc),
+                    error=error_json(exc),
                     retry_in=round(delay, 3),
                 )
             return
@@ -628,7 +636,13 @@ class Keeper:
             location=self.info.location,
         )
 
+        earlier = {
+            (e.get("external_port"), e.get("protocol")): e.get("description")
+            for e in self.leftovers
+        }
         self._remove_leftovers()
+        if gateway.method is Method.UPNP:
+            self._look_for_others(status.details.get("lan_address"), earlier)
         for held in self.held:
             held.mapping = None
             held.failures = 0
@@ -636,6 +650,39 @@ class Keeper:
             if self.gateway is None or self.waiter.stopping:
                 break
             self._map(held, renewal=False)
+
+    def _look_for_others(self, address: str | None, earlier: dict) -> None:
+        """Say so when a port to map is already mapped to this host by
+        someone else: another keeper, most likely, which may remove or
+        stop renewing it at any time. (*earlier* holds the descriptions
+        of what the state file says this keeper's earlier run mapped.)"""
+        assert self.gateway is not None
+        try:
+            listing = self.gateway.mappings(timeout=self._call_timeout())
+        except (NatfwdError, OSError) as exc:
+            log.debug("cannot list the mappings: %s", exc)
+            return
+        for held in self.held:
+            key = (held.spec.external_port, held.spec.protocol)
+            for m in listing:
+                if (m.external_port, m.protocol) != key or m.internal_client != address:
+                    continue
+                ours = (earlier.get((key[0], key[1].value)), self.description)
+                if _someone_elses(m.description, *ours):
+                    self._note_shared(held, m.description)
+
+    def _note_shared(self, held: _Held, description: str) -> None:
+        """Report, once per port, a mapping of it made by another party."""
+        if held.shared:
+            return
+        held.shared = True
+        log.warning(
+            "%s is also mapped to this host by someone else (%r): give each "
+            "port one keeper, or the mapping goes when either stops",
+            held.spec,
+            description,
+        )
+        self.events.emit("shared", **held.spec.to_json(), description=description)
 
     def _backoff(self, failures: int) -> float:
         return min(RETRY_FIRST * 2 ** (failures - 1), self.options.retry_longest)
@@ -675,7 +722,7 @@ class Keeper:
                 spec.external_port,
                 spec.protocol,
                 lease=self.options.lease,
-                description=self.options.description,
+                description=self.description,
                 timeout=self._call_timeout(),
             )
         except (NatfwdError, OSError) as exc:
@@ -720,7 +767,7 @@ class Keeper:
             held.mapping = None
             self._save()
         if not _is_refusal(exc):
-            self.events.emit("failed", **spec.to_json(), error=_error_json(exc))
+            self.events.emit("failed", **spec.to_json(), error=error_json(exc))
             self._lose_gateway(f"the gateway failed while mapping {spec}: {exc}")
             return
         held.failures += 1
@@ -730,7 +777,7 @@ class Keeper:
         self.events.emit(
             "failed",
             **spec.to_json(),
-            error=_error_json(exc),
+            error=error_json(exc),
             retry_in=round(delay, 3),
         )
 
@@ -739,6 +786,18 @@ class Keeper:
         if not lease:
             return None
         margin = self.options.renew_margin
+        if margin is not None and margin >= lease:
+            # The gateway granted less than asked: the margin would renew
+            # at once, again and again.
+            if not self._margin_warned:
+                log.warning(
+                    "the gateway granted a lease of %d s, no longer than "
+                    "--renew-margin %g s; renewing half-way through instead",
+                    lease,
+                    margin,
+                )
+                self._margin_warned = True
+            margin = None
         delay = lease / 2 if margin is None else lease - margin
         return max(SHORTEST_RENEWAL, min(delay, lease - SHORTEST_RENEWAL))
 
@@ -826,6 +885,8 @@ class Keeper:
                 held.mapping.internal_address,
                 held.spec.internal_port,
             ):
+                if _someone_elses(entry.description, self.description):
+                    self._note_shared(held, entry.description)
                 continue
             reason = "the gateway no longer holds the mapping"
             if entry is not None:
@@ -894,7 +955,7 @@ class Keeper:
         info.epoch_seen = now
         return restarted
 
-    # -- leftovers of an earlier run ------------------------------------------
+    # -- leftovers of an earlier run, or of a lost gateway --------------------
 
     def _load_leftovers(self) -> list[dict]:
         document = self.state.load()
@@ -904,6 +965,13 @@ class Keeper:
             for m in document.get("mappings", [])
             if isinstance(m, dict)
         ] + [m for m in document.get("leftovers", []) if isinstance(m, dict)]
+        for entry in leftovers:
+            entry.pop("own", None)  # an earlier run's, whoever recorded it
+        token = document.get("token")
+        if isinstance(token, str) and TOKEN_SHAPE.fullmatch(token):
+            # The same keeper as before: what it mapped is still its own.
+            self.token = token
+            self.description = keeper_description(self.options.description, token)
         if leftovers:
             log.warning(
                 "an earlier run (pid %s) left %d mapping(s) behind; removing them",
@@ -914,7 +982,9 @@ class Keeper:
 
     def _record_leftover(self, held: _Held) -> None:
         assert self.info is not None
-        self.leftovers.append(dict(held.record(), gateway=self._gateway_record()))
+        self.leftovers.append(
+            dict(held.record(), gateway=self._gateway_record(), own=True)
+        )
 
     def _gateway_record(self) -> dict | None:
         if self.info is None:
@@ -925,14 +995,23 @@ class Keeper:
             "location": self.info.location,
         }
 
-    def _remove_leftovers(self) -> None:
-        """Remove what an earlier run (or a lost gateway) left on this one."""
+    def _remove_leftovers(self, *, end: float | None = None) -> tuple[int, int]:
+        """Remove what an earlier run (or a lost gateway) left on this one.
+
+        Before *end* (a time.monotonic()), every leftover goes, as the
+        keeper stops; otherwise a port mapped again at once is left for the
+        add to replace. Returns how many were removed and how many could
+        not be.
+        """
         if not self.leftovers or self.gateway is None:
-            return
+            return 0, 0
         gateway = self.gateway
-        wanted = {(h.spec.external_port, h.spec.protocol.value) for h in self.held}
+        wanted = set()
+        if end is None:
+            wanted = {(h.spec.external_port, h.spec.protocol.value) for h in self.held}
         listing = None
         remaining = []
+        removed = 0
         for entry in self.leftovers:
             where = entry.get("gateway") or {}
             key = (entry.get("external_port"), entry.get("protocol"))
@@ -947,48 +1026,68 @@ class Keeper:
             if key in wanted:
                 continue  # mapped again right away: the add replaces it
             try:
+                timeout = self._call_timeout(end)
                 if gateway.method is Method.UPNP:
                     if listing is None:
-                        listing = gateway.mappings(timeout=self._call_timeout())
+                        listing = gateway.mappings(timeout=timeout)
                     if not self._ours(entry, listing):
+                        log.info(
+                            "not removing the leftover mapping of %s/%s: the "
+                            "gateway maps it for someone else now",
+                            *key,
+                        )
                         continue
                 gateway.remove(
                     int(entry["internal_port"]),
                     int(entry["external_port"]),
                     entry["protocol"],
-                    timeout=self._call_timeout(),
+                    timeout=timeout,
                 )
-            except UPnPError as exc:
-                if exc.code != UPnPErrorCode.NO_SUCH_ENTRY_IN_ARRAY:
+            except (NatfwdError, OSError, KeyError, ValueError, TypeError) as exc:
+                if not (
+                    isinstance(exc, UPnPError)
+                    and exc.code == UPnPErrorCode.NO_SUCH_ENTRY_IN_ARRAY
+                ):
                     log.warning("could not remove a leftover mapping: %s", exc)
                     remaining.append(entry)
+                    if end is not None:
+                        self._emit_failed_leftover(entry, exc)
                     continue
-            except (NatfwdError, OSError, KeyError, ValueError, TypeError) as exc:
-                log.warning("could not remove a leftover mapping: %s", exc)
-                remaining.append(entry)
-                continue
+            removed += 1
             log.info("removed the leftover mapping of %s/%s", *key)
             self.events.emit(
                 "removed",
                 protocol=entry.get("protocol"),
                 internal_port=entry.get("internal_port"),
                 external_port=entry.get("external_port"),
-                leftover=True,
+                leftover=not entry.get("own", False),
             )
         self.leftovers = remaining
         self._save()
+        return removed, len(remaining)
 
-    @staticmethod
-    def _ours(entry: dict, listing) -> bool:
-        """Whether the gateway still maps the leftover to the same place."""
+    def _emit_failed_leftover(self, entry: dict, exc: BaseException) -> None:
+        self.events.emit(
+            "failed",
+            protocol=entry.get("protocol"),
+            internal_port=entry.get("internal_port"),
+            external_port=entry.get("external_port"),
+            error=error_json(exc),
+        )
+
+    def _ours(self, entry: dict, listing) -> bool:
+        """Whether the gateway still maps the leftover as it was made."""
         for m in listing:
             if (m.external_port, m.protocol.value) == (
                 entry.get("external_port"),
                 entry.get("protocol"),
             ):
-                return (m.internal_client, m.internal_port) == (
+                same_place = (m.internal_client, m.internal_port) == (
                     entry.get("internal_address"),
                     entry.get("internal_port"),
+                )
+                return same_place and not _someone_elses(
+                    m.description, entry.get("description"), self.description
                 )
         return False
 
@@ -1001,6 +1100,7 @@ class Keeper:
             self.state.save(
                 {
                     "pid": os.getpid(),
+                    "token": self.token,
                     "gateway": self._gateway_record(),
                     "mappings": mapped,
                     "leftovers": self.leftovers,
@@ -1012,19 +1112,35 @@ class Keeper:
     # -- stopping -----------------------------------------------------------
 
     def _shutdown(self, reason: str) -> int:
+        """Remove every mapping this keeper may still hold; the exit status.
+
+        That includes those it had to leave behind when it lost the gateway:
+        if the gateway is lost now, it is looked for once more.
+        """
         log.info("stopping (%s): removing the mappings", reason)
-        removed = failed = 0
-        gateway = self.gateway
         end = time.monotonic() + SHUTDOWN_TIMEOUT
+        if self.gateway is None and self.leftovers:
+            self._find_again(end)
+        gateway = self.gateway
+        removed = failed = left = 0
+
+        listing = None
+        if gateway is not None and gateway.method is Method.UPNP:
+            with contextlib.suppress(NatfwdError, OSError):
+                listing = gateway.mappings(timeout=self._call_timeout(end))
         for held in self.held:
             if held.mapping is None or gateway is None:
+                continue
+            if listing is not None and self._held_by_another(held, listing):
+                left += 1
+                held.mapping = None
                 continue
             try:
                 gateway.remove(
                     held.spec.internal_port,
                     held.mapping.external_port,
                     held.spec.protocol,
-                    timeout=max(0.5, min(self._call_timeout(), end - time.monotonic())),
+                    timeout=self._call_timeout(end),
                 )
             except (NatfwdError, OSError) as exc:
                 if not (
@@ -1034,7 +1150,7 @@ class Keeper:
                     failed += 1
                     log.warning("could not remove %s: %s", held.spec, exc)
                     self.events.emit(
-                        "failed", **held.spec.to_json(), error=_error_json(exc)
+                        "failed", **held.spec.to_json(), error=error_json(exc)
                     )
                     continue
             removed += 1
@@ -1043,16 +1159,109 @@ class Keeper:
             self.events.emit("removed", **held.spec.to_json(), leftover=False)
             self._save()
 
-        if gateway is not None:
-            gateway.close()
-        if failed:
+        if failed and self.info is not None:
             # Leave them in the state file: the next run removes them.
             for held in self.held:
-                if held.mapping is not None and self.info is not None:
+                if held.mapping is not None:
                     self._record_leftover(held)
+                    held.mapping = None
+        if gateway is not None:
+            done, not_done = self._remove_leftovers(end=end)
+            removed += done
+            failed += not_done
+            gateway.close()
+        elif self.leftovers:
+            failed += len(self.leftovers)
+            log.warning(
+                "no gateway to remove %d mapping(s) from; the state file %s "
+                "keeps them for the next start",
+                len(self.leftovers),
+                self.state.path,
+            )
+        self.gateway = None
         self._save()
-        self.events.emit("shutdown", reason=reason, removed=removed, failed=failed)
+        fields = {"removed": removed, "failed": failed}
+        if left:
+            fields["left"] = left
+        self.events.emit("shutdown", reason=reason, **fields)
         return 0 if not failed else EXIT_NOT_REMOVED
+
+    def _find_again(self, end: float) -> None:
+        """Look for the lost gateway once, before *end*, to clean it up."""
+        options = self.options
+        try:
+            self.gateway = natfwd.find_gateway(
+                via=options.via,
+                gateway=options.gateway,
+                upnp_url=options.upnp_url,
+                interface=options.interface,
+                timeout=self._call_timeout(end),
+            )
+        except (NatfwdError, OSError) as exc:
+            log.warning("the gateway is still lost: %s", exc)
+            for entry in self.leftovers:
+                self._emit_failed_leftover(entry, exc)
+
+    def _held_by_another(self, held: _Held, listing) -> bool:
+        """Whether the gateway lists *held*'s mapping with another party's
+        description: one that made it first (some gateways keep the first
+        description of a mapping), or renewed it last (others keep the
+        last). That party may rely on it: leave it be."""
+        assert held.mapping is not None
+        for m in listing:
+            if (m.external_port, m.protocol) != (
+                held.mapping.external_port,
+                held.spec.protocol,
+            ):
+                continue
+            if _someone_elses(m.description, self.description):
+                log.warning(
+                    "leaving %s on the gateway: it is listed as someone else's (%r)",
+                    held.spec,
+                    m.description,
+                )
+                return True
+        return False
+
+
+def new_token() -> str:
+    """A keeper's token: six hex digits, kept in its state file."""
+    return os.urandom(3).hex()
+
+
+TOKEN_SHAPE = re.compile(r"[0-9a-f]{6}")
+
+
+def keeper_description(description: str, token: str) -> str:
+    """*description* followed by ``#`` and the keeper's *token*.
+
+    The token tells a keeper's UPnP mappings from those another keeper (or
+    program) made of the same port for the same host, which the gateway
+    shows as one mapping: a keeper removes only a mapping listed with its
+    own token. It stays the same from run to run of one state file.
+    """
+    suffix = f" #{token}"
+    room = MAX_DESCRIPTION_BYTES - len(suffix)
+    text = description.encode("utf-8")[:room].decode("utf-8", "ignore")
+    return text + suffix
+
+
+def _someone_elses(listed: str | None, *ours: str | None) -> bool:
+    """Whether a mapping listed with the description *listed* was made by
+    another party than the one that set any of *ours*.
+
+    An empty description proves nothing (some routers keep none), nor does
+    one cut short (some keep a few dozen bytes): that may be ours.
+    """
+    ours = tuple(d for d in ours if d)
+    if not listed or not ours:
+        return False
+    for mine in ours:
+        if mine.startswith(listed):
+            return False
+        if " #" in mine and listed.endswith(" #" + mine.rpartition(" #")[2]):
+            return False
+    return True
 
 
 # -- the command --------------------------------------------------------------
@@ -1073,7 +1282,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--lease",
-        type=int,
+        type=_option_type(_lease, "lease"),
         metavar="SECONDS",
         help=f"the lease to ask for (default: {DEFAULT_LEASE}); 0 asks for "
         "a permanent mapping",
@@ -1085,14 +1294,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--renew-margin",
-        type=float,
+        type=_option_type(_seconds, "renew margin"),
         metavar="SECONDS",
         help="renew this long before the granted lease ends "
         "(default: half-way through it)",
     )
     parser.add_argument(
         "--check-interval",
-        type=float,
+        type=_option_type(_seconds, "check interval"),
         metavar="SECONDS",
         help="how often to ask the gateway whether it restarted "
         f"(default: {DEFAULT_CHECK_INTERVAL:g})",
@@ -1198,11 +1407,60 @@ def load_config(path: str) -> dict[str, object]:
     return config
 
 
-def _number(value: object, what: str, kind=float) -> float:
+def _seconds(value: object, what: str) -> float:
+    """A positive, finite number of seconds (*what* names it in errors),
+    from a number or from text (a config file's value, or an option's)."""
+    expected = f"{what} must be a positive number of seconds, not {value!r}"
+    if isinstance(value, str):
+        if not value.strip().isascii():  # float() reads digits of any script
+            raise InvalidArgument(expected)
+        try:
+            value = float(value)
+        except ValueError:
+            raise InvalidArgument(expected) from None
     try:
-        return kind(value)
-    except (TypeError, ValueError):
-        raise InvalidArgument(f"{what} must be a number, not {value!r}") from None
+        return check_timeout(value)
+    except InvalidArgument as exc:
+        raise InvalidArgument(str(exc).replace("timeout", what, 1)) from None
+
+
+def _lease(value: object, what: str = "lease") -> int:
+    """A lease in whole seconds (0: permanent), from a number or text."""
+    if isinstance(value, str):
+        text = value.strip()
+        if not (text.isascii() and text.isdigit()):
+            raise InvalidArgument(
+                f"{what} must be a whole number of seconds (0 for permanent), "
+                f"not {value!r}"
+            )
+        value = int(text)
+    try:
+        return check_lease(value)
+    except InvalidArgument as exc:
+        raise InvalidArgument(str(exc).replace("lease", what, 1)) from None
+
+
+def _option_type(check, what: str):
+    """An argparse type that checks a value as the config file's are
+    (argparse puts the option's name before the message)."""
+
+    def convert(text: str):
+        try:
+            return check(text, what)
+        except InvalidArgument as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    return convert
+
+
+def check_renew_margin(margin: float, lease: int) -> float:
+    """The renew margin, which must leave some of the lease asked for."""
+    if lease and margin >= lease:
+        raise InvalidArgument(
+            f"--renew-margin must be shorter than the lease of {lease} s, "
+            f"not {margin:g} s (or leave it out: half-way through the lease)"
+        )
+    return margin
 
 
 def options_from_args(args: argparse.Namespace, defaults: dict) -> tuple:
@@ -1222,21 +1480,20 @@ def options_from_args(args: argparse.Namespace, defaults: dict) -> tuple:
             "no ports to keep: give PORT[:EXTERNAL][/PROTO] or --config"
         )
 
+    lease = _lease(pick("lease", DEFAULT_LEASE))
     renew_margin = pick("renew_margin")
     if renew_margin is not None:
-        renew_margin = _number(renew_margin, "renew margin")
-        if renew_margin < 0:
-            raise InvalidArgument(f"renew margin must be >= 0, not {renew_margin!r}")
-    check_interval = check_timeout(
-        _number(pick("check_interval", DEFAULT_CHECK_INTERVAL), "check interval")
+        renew_margin = check_renew_margin(_seconds(renew_margin, "renew margin"), lease)
+    check_interval = _seconds(
+        pick("check_interval", DEFAULT_CHECK_INTERVAL), "check interval"
     )
     options = KeepOptions(
         via=str(pick("via", "auto")),
         gateway=pick("gateway"),
         upnp_url=pick("upnp_url"),
         interface=pick("interface"),
-        timeout=check_timeout(_number(pick("timeout", 10.0), "timeout")),
-        lease=check_lease(_number(pick("lease", DEFAULT_LEASE), "lease", int)),
+        timeout=_seconds(pick("timeout", 10.0), "timeout"),
+        lease=lease,
         description=check_description(pick("description", DEFAULT_DESCRIPTION)),
         renew_margin=renew_margin,
         check_interval=check_interval,
@@ -1296,8 +1553,14 @@ def run(args: argparse.Namespace, defaults: dict) -> int:
     setup_logging(args.verbose)
     specs, options, state_path, stop_on_eof = options_from_args(args, defaults)
 
-    state = StateFile(state_path)
+    default_state = default_state_dir() / "keep.json"
+    state = StateFile(state_path, create_folder=state_path == default_state)
     state.lock()
+    try:
+        state.load()  # refuse a file that is no state file before anything else
+    except BaseException:
+        state.unlock()
+        raise
     waiter = Waiter(watch_stdin=stop_on_eof)
     events = Events(enabled=args.json)
     try:

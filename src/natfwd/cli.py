@@ -539,6 +539,7 @@ def _report(
     code: int,
     args: argparse.Namespace | None,
     wants_json: bool = False,
+    keep: bool = False,
 ) -> None:
     debug = bool(args and getattr(args, "debug", False))
     if debug:
@@ -548,7 +549,10 @@ def _report(
         message = f"internal error: {type(exc).__name__}: {message} (run with --debug)"
     print(f"natfwd: {_shown(' '.join(message.split()))}", file=sys.stderr)
 
-    if wants_json or (args is not None and getattr(args, "json", False)):
+    if keep and (wants_json or getattr(args, "json", False)):
+        # keep --json speaks the helper protocol, even to say it failed.
+        _keep.Events().emit("error", error=_keep.error_json(exc), exit_code=code)
+    elif wants_json or (args is not None and getattr(args, "json", False)):
         error: dict[str, object] = {
             "type": type(exc).__name__,
             "message": str(exc),
@@ -687,6 +691,24 @@ def main(argv: Sequence[str] | None = None) -> int:
             return EXIT_INTERRUPTED
         code = exit_code_for(exc)
         # Arguments that did not parse still asked for JSON, if they did.
-        wants_json = "--json" in (sys.argv[1:] if argv is None else argv)
-        _report(exc, code, args, wants_json and args is None)
+        words = list(sys.argv[1:] if argv is None else argv)
+        wants_json = "--json" in words
+        keep = (
+            _command_word(words) == "keep"
+            if args is None
+            else getattr(args, "command", None) == "keep"
+        )
+        _report(exc, code, args, wants_json and args is None, keep)
         return code
+
+
+def _command_word(words: Sequence[str]) -> str | None:
+    """The command named in arguments that did not parse, if any."""
+    takes_value = {"--via", "--gateway", "--upnp-url", "--interface", "--timeout"}
+    words = iter(words)
+    for word in words:
+        if word in takes_value:
+            next(words, None)
+        elif not word.startswith("-"):
+            return word
+    return None

@@ -25,8 +25,8 @@ from pathlib import Path
 import pytest
 from lab import Lab
 
-from natfwd import _keep
-from natfwd._exceptions import InvalidArgument
+from natfwd import _keep, cli
+from natfwd._exceptions import GatewayTimeout, InvalidArgument
 from natfwd._gateway import GatewayStatus, Mapping, Method
 from natfwd._validate import Protocol
 from natfwd.upnp import PortMapping
@@ -168,7 +168,7 @@ def test_journal_lines_carry_a_priority_and_no_time() -> None:
 
 
 def test_state_file_is_replaced_atomically_and_locked(tmp_path: Path) -> None:
-    state = _keep.StateFile(tmp_path / "sub" / "keep.json")
+    state = _keep.StateFile(tmp_path / "sub" / "keep.json", create_folder=True)
     state.lock()
     try:
         state.save({"pid": 1, "mappings": []})
@@ -194,6 +194,7 @@ class FakeGateway:
 
     def __init__(self) -> None:
         self.held: dict[tuple[int, str], int] = {}
+        self.descriptions: dict[tuple[int, str], str] = {}
         self.asked: list[int] = []
 
     def status(self, timeout: float | None = None) -> GatewayStatus:
@@ -204,6 +205,7 @@ class FakeGateway:
     def add(self, internal, external, protocol, *, lease, description, timeout):
         self.asked.append(lease)
         self.held[(external, str(protocol))] = internal
+        self.descriptions[(external, str(protocol))] = description
         return Mapping(
             method=Method.UPNP,
             protocol=Protocol(protocol),
@@ -221,7 +223,15 @@ class FakeGateway:
 
     def mappings(self, timeout: float | None = None) -> list[PortMapping]:
         return [
-            PortMapping(port, Protocol(proto), "192.0.2.10", internal, "", True, 30)
+            PortMapping(
+                port,
+                Protocol(proto),
+                "192.0.2.10",
+                internal,
+                self.descriptions.get((port, proto), ""),
+                True,
+                30,
+            )
             for (port, proto), internal in self.held.items()
         ]
 
@@ -307,6 +317,284 @@ def test_an_epoch_gone_back_in_any_reply_maps_the_other_ports_again(
     ]
     assert set(gateway.held) == {(9001, "tcp"), (9002, "tcp")}
     keeper._shutdown("test")
+
+
+# -- the command line ---------------------------------------------------------
+
+
+def _natfwd(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    """Run the CLI in this process: (exit status, stdout, stderr)."""
+    code = cli.main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def _one_error_line(err: str) -> str:
+    lines = err.splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("natfwd: "), err
+    return lines[0]
+
+
+@pytest.mark.parametrize(
+    "where", ["missing folder", "/proc/version", "a folder", "another file"]
+)
+def test_an_unusable_state_file_is_a_usage_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], where: str
+) -> None:
+    path = {
+        "missing folder": tmp_path / "missing" / "keep.json",
+        "/proc/version": Path("/proc/version"),
+        "a folder": tmp_path,
+        "another file": tmp_path / "notes.txt",
+    }[where]
+    if where == "/proc/version" and not path.exists():
+        pytest.skip("no /proc here")
+    if where == "another file":
+        path.write_text("not a state file\n")
+
+    code, out, err = _natfwd(capsys, "keep", "9001", "--state-file", str(path))
+
+    assert code == 2, err
+    assert out == ""
+    assert str(path) in _one_error_line(err)
+    assert not (tmp_path / "missing").exists()  # only the default is made
+    if where == "another file":
+        assert path.read_text() == "not a state file\n"
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--renew-margin", "0"],
+        ["--renew-margin", "-5"],
+        ["--renew-margin", "nan"],
+        ["--renew-margin", "3600"],  # the default lease
+        ["--lease", "10", "--renew-margin", "10"],
+        ["--lease", "10", "--renew-margin", "60"],
+    ],
+)
+def test_a_renew_margin_must_be_positive_and_below_the_lease(
+    capsys: pytest.CaptureFixture[str], argv: list[str]
+) -> None:
+    code, out, err = _natfwd(capsys, "keep", "9001", *argv)
+    assert code == 2, err
+    assert out == ""
+    assert "renew" in _one_error_line(err)
+
+
+def test_a_margin_beyond_the_granted_lease_renews_half_way(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    gateway = FakeGateway()  # grants 40 s, less than the 100 s margin
+    monkeypatch.setattr(_keep.natfwd, "find_gateway", lambda **_: gateway)
+    monkeypatch.setattr(_keep, "default_gateway", lambda: "192.0.2.1")
+    out = io.StringIO()
+    keeper = _keep.Keeper(
+        _keep.parse_specs(["9001", "9002"]),
+        _keep.KeepOptions(lease=3600, renew_margin=100, check_interval=600),
+        _keep.StateFile(tmp_path / "state.json"),
+        _keep.Events(out),
+        FakeWaiter(),
+    )
+
+    with caplog.at_level(logging.WARNING, logger="natfwd.keep"):
+        keeper._connect()
+
+    events = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert [e["renew_in"] for e in events if e["event"] == "mapped"] == [20.0, 20.0]
+    warnings = [r for r in caplog.records if "--renew-margin" in r.getMessage()]
+    assert len(warnings) == 1
+    assert keeper._shutdown("test") == 0
+
+
+@pytest.mark.parametrize(
+    ("argv", "option"),
+    [
+        (["--check-interval", "0"], "--check-interval"),
+        (["--check-interval", "x"], "--check-interval"),
+        (["--renew-margin", "soon"], "--renew-margin"),
+        (["--lease", "abc"], "--lease"),
+        (["--lease", "-1"], "--lease"),
+    ],
+)
+def test_option_errors_name_the_option(
+    capsys: pytest.CaptureFixture[str], argv: list[str], option: str
+) -> None:
+    code, out, err = _natfwd(capsys, "keep", "9001", *argv)
+    assert code == 2
+    assert out == ""
+    line = _one_error_line(err)
+    assert f"argument {option}: " in line
+    assert "timeout" not in line
+    assert "invalid" not in line  # argparse's own "invalid int value"
+
+
+def test_lease_errors_read_as_add_s_do(capsys: pytest.CaptureFixture[str]) -> None:
+    keep = _natfwd(capsys, "keep", "9001", "--lease", "abc")[2]
+    add = _natfwd(capsys, "add", "9001", "--lease", "abc")[2]
+    assert keep == add
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["keep", "--json", "9001", "--lease", "abc"],
+        ["--json", "keep", "9001", "--no-such-option"],
+        ["--timeout", "3", "--json", "keep"],  # no ports
+        ["keep", "--json", "9001", "--state-file", "/nonexistent/dir/x.json"],
+    ],
+)
+def test_keep_json_errors_are_helper_protocol_lines(
+    capsys: pytest.CaptureFixture[str], argv: list[str]
+) -> None:
+    code, out, err = _natfwd(capsys, *argv)
+
+    assert code == 2
+    _one_error_line(err)
+    lines = [json.loads(line) for line in out.splitlines()]
+    assert len(lines) == 1, out
+    assert lines[0]["v"] == _keep.PROTOCOL_VERSION
+    assert lines[0]["event"] == "error"
+    assert lines[0]["exit_code"] == 2
+    assert lines[0]["error"]["message"]
+    assert not Path("/nonexistent").exists()
+
+
+def test_other_commands_keep_their_json_error_document(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code, out, _ = _natfwd(capsys, "--json", "add", "9001", "--lease", "abc")
+    assert code == 2
+    assert json.loads(out)["ok"] is False
+
+
+# -- stopping -----------------------------------------------------------------
+
+
+class FailingGateway(FakeGateway):
+    """A FakeGateway that can stop answering, as a frozen router does."""
+
+    frozen = False
+
+    def _answer(self) -> None:
+        if self.frozen:
+            raise GatewayTimeout("no answer", gateway=self.address)
+
+    def status(self, timeout=None):
+        self._answer()
+        return super().status(timeout)
+
+    def add(self, *args, **kwargs):
+        self._answer()
+        return super().add(*args, **kwargs)
+
+    def remove(self, *args, **kwargs):
+        self._answer()
+        return super().remove(*args, **kwargs)
+
+    def mappings(self, timeout=None):
+        self._answer()
+        return super().mappings(timeout)
+
+
+@pytest.mark.parametrize("back", [True, False], ids=["back", "still-lost"])
+def test_shutdown_removes_what_a_lost_gateway_still_holds(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, back: bool
+) -> None:
+    gateway = FailingGateway()
+
+    def find_gateway(**_):
+        if gateway.frozen:
+            raise _keep.natfwd.GatewayNotFound("nothing answered")
+        return gateway
+
+    monkeypatch.setattr(_keep.natfwd, "find_gateway", find_gateway)
+    monkeypatch.setattr(_keep, "default_gateway", lambda: "192.0.2.1")
+    out = io.StringIO()
+    state = tmp_path / "state.json"
+    keeper = _keep.Keeper(
+        _keep.parse_specs(["9001", "9002/udp"]),
+        _keep.KeepOptions(check_interval=1),
+        _keep.StateFile(state),
+        _keep.Events(out),
+        FakeWaiter(),
+    )
+    keeper._connect()
+
+    gateway.frozen = True  # SIGSTOP
+    keeper._tick(time.monotonic() + 2)  # the check fails: the gateway is lost
+    assert keeper.gateway is None
+    gateway.frozen = not back  # SIGCONT, or not
+
+    code = keeper._shutdown("signal SIGTERM")
+
+    events = [json.loads(line) for line in out.getvalue().splitlines()]
+    shutdown = events[-1]
+    assert shutdown["event"] == "shutdown"
+    if back:
+        assert code == 0
+        assert (shutdown["removed"], shutdown["failed"]) == (2, 0)
+        assert gateway.held == {}
+        assert not state.exists()
+    else:
+        assert code == _keep.EXIT_NOT_REMOVED
+        assert (shutdown["removed"], shutdown["failed"]) == (0, 2)
+        kept = json.loads(state.read_text())["leftovers"]
+        assert {(m["external_port"], m["protocol"]) for m in kept} == {
+            (9001, "tcp"),
+            (9002, "udp"),
+        }
+
+
+def test_a_port_renewed_by_another_keeper_is_left_to_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gateway = FakeGateway()
+    monkeypatch.setattr(_keep.natfwd, "find_gateway", lambda **_: gateway)
+    monkeypatch.setattr(_keep, "default_gateway", lambda: "192.0.2.1")
+    monkeypatch.setattr(
+        FakeGateway,
+        "status",
+        lambda self, timeout=None: GatewayStatus(
+            Method.UPNP,
+            self.address,
+            "198.51.100.1",
+            False,
+            {"location": None, "lan_address": "192.0.2.10"},
+        ),
+    )
+    outs = {"first": io.StringIO(), "second": io.StringIO()}
+    keepers = {
+        name: _keep.Keeper(
+            _keep.parse_specs(["9001"]),
+            _keep.KeepOptions(check_interval=600),
+            _keep.StateFile(tmp_path / f"{name}.json"),
+            _keep.Events(out),
+            FakeWaiter(),
+        )
+        for name, out in outs.items()
+    }
+
+    def events(name: str) -> list[dict]:
+        return [json.loads(line) for line in outs[name].getvalue().splitlines()]
+
+    keepers["first"]._connect()
+    keepers["second"]._connect()
+    assert [e["event"] for e in events("second")] == ["gateway", "shared", "mapped"]
+
+    keepers["first"].held[0].renew_at = 0.0  # the first renews last
+    keepers["first"]._tick(time.monotonic())
+
+    assert keepers["second"]._shutdown("test") == 0
+    assert events("second")[-1]["left"] == 1
+    assert events("second")[-1]["removed"] == 0
+    assert (9001, "tcp") in gateway.held
+
+    assert keepers["first"]._shutdown("test") == 0
+    assert gateway.held == {}
 
 
 def _verify_unit(tmp_path: Path, name: str, instance: str | None = None) -> None:
@@ -658,3 +946,120 @@ def test_as_the_systemd_units_run_it(
     lines = err.splitlines()
     assert lines
     assert all(line[:3] in ("<4>", "<6>", "<7>") for line in lines), lines
+
+
+def _shutdown_event(keeper: Keeper) -> dict:
+    _drain(keeper)
+    shutdowns = [e for e in keeper.seen if e["event"] == "shutdown"]
+    assert len(shutdowns) == 1, keeper.seen
+    return shutdowns[0]
+
+
+def _freeze_until_lost(lab: Lab, keeper: Keeper, port: int) -> int:
+    """Stop miniupnpd (SIGSTOP) until *keeper* has lost it and failed to
+    find it again; returns miniupnpd's pid, for the SIGCONT."""
+    pid = lab._daemon_pid  # the lab's own miniupnpd, in its namespace
+    assert pid
+    keeper.wait_for("mapped", internal_port=port)
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        keeper.wait_for("lost", internal_port=port)
+        keeper.wait_for("failed", internal_port=port)  # now backing off
+    except BaseException:
+        os.kill(pid, signal.SIGCONT)
+        raise
+    return pid
+
+
+@lab_test
+@pytest.mark.parametrize("via", ["natpmp", "upnp"])
+def test_mappings_of_a_gateway_lost_before_shutdown_are_removed_when_it_is_back(
+    lab_all: Lab, tmp_path: Path, via: str
+) -> None:
+    state = tmp_path / "state.json"
+    keeper = Keeper(
+        lab_all,
+        ["7100", "--via", via, "--check-interval", "1", "--timeout", "2",
+         "--state-file", str(state)],
+    )  # fmt: skip
+    try:
+        pid = _freeze_until_lost(lab_all, keeper, 7100)
+        keeper.process.send_signal(signal.SIGTERM)
+        os.kill(pid, signal.SIGCONT)
+        code = keeper.process.wait(timeout=30)
+    finally:
+        keeper.kill()
+
+    assert code == 0, keeper.stderr
+    shutdown = _shutdown_event(keeper)
+    assert (shutdown["removed"], shutdown["failed"]) == (1, 0)
+    assert _ports(lab_all) == set()
+    assert not state.exists()
+
+
+@lab_test
+def test_mappings_of_a_gateway_still_lost_at_shutdown_stay_in_the_state_file(
+    lab_natpmp: Lab, tmp_path: Path
+) -> None:
+    state = tmp_path / "state.json"
+    common = ["--via", "natpmp", "--timeout", "2", "--state-file", str(state)]
+    keeper = Keeper(lab_natpmp, ["7101", "--check-interval", "1", *common])
+    try:
+        pid = _freeze_until_lost(lab_natpmp, keeper, 7101)
+        try:
+            code = keeper.stop(signal.SIGTERM)
+        finally:
+            os.kill(pid, signal.SIGCONT)
+    finally:
+        keeper.kill()
+
+    assert code == _keep.EXIT_NOT_REMOVED, keeper.stderr
+    shutdown = _shutdown_event(keeper)
+    assert (shutdown["removed"], shutdown["failed"]) == (0, 1)
+    assert _ports(lab_natpmp) == {("tcp", 7101)}
+    assert json.loads(state.read_text())["leftovers"]
+
+    # The next start cleans up.
+    again = Keeper(lab_natpmp, ["7102", *common])
+    try:
+        again.wait_for("removed", internal_port=7101, leftover=True)
+        again.wait_for("mapped", internal_port=7102)
+        assert again.stop() == 0
+    finally:
+        again.kill()
+    assert _ports(lab_natpmp) == set()
+
+
+@lab_test
+def test_a_second_keeper_of_a_upnp_port_says_so_and_leaves_it_to_the_first(
+    lab_upnp: Lab, tmp_path: Path
+) -> None:
+    # miniupnpd keeps the description of the first add of a mapping, so
+    # the gateway lists it as the first keeper's throughout.
+    first = Keeper(
+        lab_upnp,
+        ["7110", "--via", "upnp", "--state-file", str(tmp_path / "first.json")],
+    )
+    second = None
+    try:
+        mapped = first.wait_for("mapped", internal_port=7110)
+        second = Keeper(
+            lab_upnp,
+            ["7110", "--via", "upnp", "--state-file", str(tmp_path / "second.json")],
+        )
+        shared = second.wait_for("shared", internal_port=7110)
+        assert shared["description"] == mapped["mapping"]["description"]
+        second.wait_for("mapped", internal_port=7110)
+
+        assert second.stop() == 0
+        shutdown = _shutdown_event(second)
+        assert (shutdown["removed"], shutdown.get("left")) == (0, 1)
+        assert _ports(lab_upnp) == {("tcp", 7110)}
+
+        assert first.stop() == 0
+        assert _shutdown_event(first)["removed"] == 1
+    finally:
+        first.kill()
+        if second is not None:
+            second.kill()
+    assert _ports(lab_upnp) == set()
