@@ -1159,12 +1159,6 @@ class Keeper:
             self.events.emit("removed", **held.spec.to_json(), leftover=False)
             self._save()
 
-        if failed and self.info is not None:
-            # Leave them in the state file: the next run removes them.
-            for held in self.held:
-                if held.mapping is not None:
-                    self._record_leftover(held)
-                    held.mapping = None
         if gateway is not None:
             done, not_done = self._remove_leftovers(end=end)
             removed += done
@@ -1178,6 +1172,13 @@ class Keeper:
                 len(self.leftovers),
                 self.state.path,
             )
+        if self.info is not None:
+            # What could not be removed stays in the state file, for the
+            # next run (after the leftovers: counted and reported once).
+            for held in self.held:
+                if held.mapping is not None:
+                    self._record_leftover(held)
+                    held.mapping = None
         self.gateway = None
         self._save()
         fields = {"removed": removed, "failed": failed}

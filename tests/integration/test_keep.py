@@ -322,6 +322,22 @@ def test_an_epoch_gone_back_in_any_reply_maps_the_other_ports_again(
 # -- the command line ---------------------------------------------------------
 
 
+@pytest.fixture
+def no_keeper(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A keeper that would start fails the test instead: these command
+    lines must be refused first, and nothing may look for a gateway from
+    the host's own network."""
+
+    def run(self) -> int:
+        pytest.fail("natfwd keep started instead of refusing the command line")
+
+    def find_gateway(**_):
+        pytest.fail("natfwd looked for a gateway")
+
+    monkeypatch.setattr(_keep.Keeper, "run", run)
+    monkeypatch.setattr(cli.natfwd, "find_gateway", find_gateway)
+
+
 def _natfwd(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
     """Run the CLI in this process: (exit status, stdout, stderr)."""
     code = cli.main(list(argv))
@@ -340,7 +356,7 @@ def _one_error_line(err: str) -> str:
     "where", ["missing folder", "/proc/version", "a folder", "another file"]
 )
 def test_an_unusable_state_file_is_a_usage_error(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], where: str
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], where: str, no_keeper: None
 ) -> None:
     path = {
         "missing folder": tmp_path / "missing" / "keep.json",
@@ -375,7 +391,7 @@ def test_an_unusable_state_file_is_a_usage_error(
     ],
 )
 def test_a_renew_margin_must_be_positive_and_below_the_lease(
-    capsys: pytest.CaptureFixture[str], argv: list[str]
+    capsys: pytest.CaptureFixture[str], argv: list[str], no_keeper: None
 ) -> None:
     code, out, err = _natfwd(capsys, "keep", "9001", *argv)
     assert code == 2, err
@@ -421,7 +437,7 @@ def test_a_margin_beyond_the_granted_lease_renews_half_way(
     ],
 )
 def test_option_errors_name_the_option(
-    capsys: pytest.CaptureFixture[str], argv: list[str], option: str
+    capsys: pytest.CaptureFixture[str], argv: list[str], option: str, no_keeper: None
 ) -> None:
     code, out, err = _natfwd(capsys, "keep", "9001", *argv)
     assert code == 2
@@ -432,7 +448,9 @@ def test_option_errors_name_the_option(
     assert "invalid" not in line  # argparse's own "invalid int value"
 
 
-def test_lease_errors_read_as_add_s_do(capsys: pytest.CaptureFixture[str]) -> None:
+def test_lease_errors_read_as_add_s_do(
+    capsys: pytest.CaptureFixture[str], no_keeper: None
+) -> None:
     keep = _natfwd(capsys, "keep", "9001", "--lease", "abc")[2]
     add = _natfwd(capsys, "add", "9001", "--lease", "abc")[2]
     assert keep == add
@@ -444,12 +462,14 @@ def test_lease_errors_read_as_add_s_do(capsys: pytest.CaptureFixture[str]) -> No
         ["keep", "--json", "9001", "--lease", "abc"],
         ["--json", "keep", "9001", "--no-such-option"],
         ["--timeout", "3", "--json", "keep"],  # no ports
-        ["keep", "--json", "9001", "--state-file", "/nonexistent/dir/x.json"],
+        ["keep", "--json", "9001", "--state-file", "{missing}/x.json"],
     ],
 )
 def test_keep_json_errors_are_helper_protocol_lines(
-    capsys: pytest.CaptureFixture[str], argv: list[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str], no_keeper: None
 ) -> None:
+    missing = tmp_path / "missing"
+    argv = [word.format(missing=missing) for word in argv]
     code, out, err = _natfwd(capsys, *argv)
 
     assert code == 2
@@ -460,11 +480,12 @@ def test_keep_json_errors_are_helper_protocol_lines(
     assert lines[0]["event"] == "error"
     assert lines[0]["exit_code"] == 2
     assert lines[0]["error"]["message"]
-    assert not Path("/nonexistent").exists()
+    assert not missing.exists()
 
 
 def test_other_commands_keep_their_json_error_document(
     capsys: pytest.CaptureFixture[str],
+    no_keeper: None,
 ) -> None:
     code, out, _ = _natfwd(capsys, "--json", "add", "9001", "--lease", "abc")
     assert code == 2
@@ -547,6 +568,32 @@ def test_shutdown_removes_what_a_lost_gateway_still_holds(
             (9001, "tcp"),
             (9002, "udp"),
         }
+
+
+def test_a_mapping_that_cannot_be_removed_is_counted_once_and_kept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gateway = FailingGateway()
+    monkeypatch.setattr(_keep.natfwd, "find_gateway", lambda **_: gateway)
+    monkeypatch.setattr(_keep, "default_gateway", lambda: "192.0.2.1")
+    out = io.StringIO()
+    state = tmp_path / "state.json"
+    keeper = _keep.Keeper(
+        _keep.parse_specs(["9001", "9002/udp"]),
+        _keep.KeepOptions(check_interval=600),
+        _keep.StateFile(state),
+        _keep.Events(out),
+        FakeWaiter(),
+    )
+    keeper._connect()
+    gateway.frozen = True
+
+    assert keeper._shutdown("signal SIGTERM") == _keep.EXIT_NOT_REMOVED
+
+    events = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert [e["event"] for e in events[3:]] == ["failed", "failed", "shutdown"]
+    assert (events[-1]["removed"], events[-1]["failed"]) == (0, 2)
+    assert len(json.loads(state.read_text())["leftovers"]) == 2
 
 
 def test_a_port_renewed_by_another_keeper_is_left_to_it(
