@@ -12,8 +12,6 @@ import contextlib
 import socket
 import threading
 
-import pytest
-
 SSDP_PORT = 1900
 MAX_SEARCHES = 64
 
