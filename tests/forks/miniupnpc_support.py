@@ -212,3 +212,27 @@ class RawResponder:
     def __exit__(self, *exc) -> None:
         self._sock.close()
         self._thread.join(timeout=40)
+
+
+def soap_fault(code: str | None) -> bytes:
+    """A SOAP fault as UPnP sends it; ``code`` None leaves out errorCode."""
+    error = "" if code is None else f"<errorCode>{code}</errorCode>"
+    return (
+        f'<?xml version="1.0"?>\r\n'
+        f'<s:Envelope xmlns:s="{SOAP_ENV}" '
+        f's:encodingStyle="http://schemas.xmlsoap.org/soap/encoding/">'
+        f"<s:Body><s:Fault><faultcode>s:Client</faultcode>"
+        f"<faultstring>UPnPError</faultstring><detail>"
+        f'<UPnPError xmlns="urn:schemas-upnp-org:control-1-0">{error}'
+        f"<errorDescription>Refused</errorDescription></UPnPError>"
+        f"</detail></s:Fault></s:Body></s:Envelope>\r\n"
+    ).encode()
+
+
+def http_response(body: bytes, status: str = "200 OK") -> bytes:
+    """A whole HTTP/1.1 response with ``body``, for RawResponder."""
+    return (
+        b'HTTP/1.1 %s\r\nContent-Type: text/xml; charset="utf-8"\r\n'
+        b"Content-Length: %d\r\nConnection: close\r\n\r\n%s"
+        % (status.encode(), len(body), body)
+    )
