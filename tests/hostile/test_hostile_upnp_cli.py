@@ -351,12 +351,27 @@ def test_listing_that_never_ends_is_bounded(igd, upnp_cli):
 
 def test_remove_that_the_gateway_only_pretends(igd, upnp_cli):
     igd.hold(8080, "tcp", "127.0.0.1", 8080, "natfwd")
-    igd.answer("DeletePortMapping", http(200, b"OK"))  # and deletes nothing
+    # A proper answer, and nothing deleted.
+    igd.answer(
+        "DeletePortMapping",
+        http(200, success_body("DeletePortMapping", igd.service, {})),
+    )
 
     run = upnp_cli(igd, "remove", "8080")
 
     assert run.code == 5
     assert "still" in run.error
+    assert mapped(igd) == {OURS}
+
+
+def test_remove_answered_with_no_soap_at_all(igd, upnp_cli):
+    igd.hold(8080, "tcp", "127.0.0.1", 8080, "natfwd")
+    igd.answer("DeletePortMapping", http(200, b"OK"))
+
+    run = upnp_cli(igd, "remove", "8080")
+
+    assert run.code == 5
+    assert "not a valid SOAP response" in run.error
     assert mapped(igd) == {OURS}
 
 
