@@ -50,6 +50,10 @@ class Deadline:
         """A deadline that leaves *seconds* of this one unused, for clean-up."""
         return Deadline.at(max(time.monotonic(), self._end - seconds))
 
+    def cancel(self) -> None:
+        """Make the deadline pass now, for whatever still works to it."""
+        self._end = float("-inf")
+
 
 def run_bounded(
     call: Callable[[], T],
@@ -74,6 +78,10 @@ def run_bounded(
         finally:
             done.set()
 
+    if deadline.expired():
+        raise GatewayTimeout(
+            f"{what}: no time left before the deadline", gateway=gateway
+        )
     thread = threading.Thread(target=worker, name=f"natfwd: {what}", daemon=True)
     thread.start()
     if not done.wait(deadline.remaining()):

@@ -1105,7 +1105,12 @@ def find_gateway(
     if via == "auto":
         finders = _available(finders)
 
-    return _Race().run(finders, deadline)
+    try:
+        return _Race().run(finders, deadline)
+    finally:
+        # What the losers still do is wasted: let them stop at their next
+        # look at the deadline.
+        inner.cancel()
 
 
 def _available(finders: dict) -> dict:
