@@ -191,11 +191,15 @@ class PortInUse(UPnPError):
         self.holder = holder
 
 
-class NATPMPError(GatewayError):
-    """A NAT-PMP request failed with a result code from the gateway.
+class _ResultCodeError(GatewayError):
+    """A request failed with a result code from the gateway.
 
-    ``code`` is a :class:`NATPMPResult` when known, else the plain integer.
+    ``code`` is a member of the subclass's ``codes`` enum when known, else
+    the plain integer; ``operation`` names the request.
     """
+
+    protocol: str
+    codes: type[enum.IntEnum]
 
     def __init__(
         self,
@@ -205,34 +209,27 @@ class NATPMPError(GatewayError):
         gateway: str | None = None,
     ) -> None:
         self.operation = operation
-        self.code = _code_enum(NATPMPResult, code)
-        label = self.code.name if isinstance(self.code, NATPMPResult) else "unknown"
+        self.code = _code_enum(self.codes, code)
+        label = self.code.name if isinstance(self.code, self.codes) else "unknown"
         super().__init__(
-            f"NAT-PMP {operation} failed with result code {int(code)} ({label})",
+            f"{self.protocol} {operation} failed with result code {int(code)} "
+            f"({label})",
             gateway=gateway,
         )
 
 
-class PCPError(GatewayError):
-    """A PCP request failed with a result code from the gateway.
+class NATPMPError(_ResultCodeError):
+    """A NAT-PMP request failed; ``code`` is a :class:`NATPMPResult`."""
 
-    ``code`` is a :class:`PCPResult` when known, else the plain integer.
-    """
+    protocol = "NAT-PMP"
+    codes = NATPMPResult
 
-    def __init__(
-        self,
-        operation: str,
-        code: int,
-        *,
-        gateway: str | None = None,
-    ) -> None:
-        self.operation = operation
-        self.code = _code_enum(PCPResult, code)
-        label = self.code.name if isinstance(self.code, PCPResult) else "unknown"
-        super().__init__(
-            f"PCP {operation} failed with result code {int(code)} ({label})",
-            gateway=gateway,
-        )
+
+class PCPError(_ResultCodeError):
+    """A PCP request failed; ``code`` is a :class:`PCPResult`."""
+
+    protocol = "PCP"
+    codes = PCPResult
 
 
 class IsolatedCallCrashed(NatfwdError):
