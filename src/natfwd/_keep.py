@@ -54,6 +54,7 @@ from natfwd._exceptions import (
     UPnPErrorCode,
 )
 from natfwd._gateway import Gateway, Mapping, Method
+from natfwd._paths import state_dir
 from natfwd._validate import (
     MAX_DESCRIPTION_BYTES,
     Protocol,
@@ -206,18 +207,10 @@ def error_json(exc: BaseException) -> dict[str, object]:
 def default_state_dir() -> Path:
     """Where the state file goes unless --state-file says otherwise.
 
-    systemd's $STATE_DIRECTORY first, then /var/lib/natfwd for root, then
-    $XDG_STATE_HOME/natfwd (~/.local/state/natfwd).
+    natfwd's state folder (:func:`natfwd._paths.state_dir`); with no home in
+    the environment, the one the password database names.
     """
-    systemd = os.environ.get("STATE_DIRECTORY")
-    if systemd:
-        return Path(systemd.split(":")[0])
-    if hasattr(os, "geteuid") and os.geteuid() == 0:
-        return Path("/var/lib/natfwd")
-    xdg = os.environ.get("XDG_STATE_HOME")
-    if xdg and os.path.isabs(xdg):
-        return Path(xdg) / "natfwd"
-    return Path.home() / ".local" / "state" / "natfwd"
+    return state_dir() or Path.home() / ".local" / "state" / "natfwd"
 
 
 class StateFile:

@@ -21,7 +21,7 @@ def state_dir() -> Path | None:
     if hasattr(os, "geteuid") and os.geteuid() == 0:
         return Path("/var/lib/natfwd")
     xdg = os.environ.get("XDG_STATE_HOME")
-    if xdg:
+    if xdg and os.path.isabs(xdg):
         return Path(xdg) / "natfwd"
     home = os.environ.get("HOME")
     if home:
