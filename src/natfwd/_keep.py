@@ -495,6 +495,19 @@ def _is_refusal(exc: Exception) -> bool:
     return isinstance(exc, GatewayError) and getattr(exc, "code", None) is not None
 
 
+def _epoch_says_restart(last: int, elapsed: float, epoch: int) -> bool:
+    """Whether a gateway that said *last*, *elapsed* seconds ago, and now
+    says *epoch*, lost its mappings in between.
+
+    RFC 6886 (3.6): the epoch must have grown by at least 7/8 of the time
+    that passed on the client's clock, less two seconds for rounding. An
+    epoch below the last one is a restart whatever the time: a gateway
+    restarted within two seconds of its own start would otherwise go
+    unnoticed until the next renewal.
+    """
+    return epoch < last or epoch < last + elapsed * 7 / 8 - 2
+
+
 @dataclass
 class _GatewayInfo:
     method: str
@@ -926,18 +939,13 @@ class Keeper:
         self._save()
 
     def _saw_epoch(self, epoch: int) -> bool:
-        """Record a NAT-PMP epoch; True if it says the gateway restarted.
-
-        RFC 6886 (3.6): the epoch must grow with time, at least 7/8 as fast
-        as the client's clock less two seconds of slack.
-        """
+        """Record a NAT-PMP epoch; True if it says the gateway restarted."""
         info = self.info
         assert info is not None
         now = time.monotonic()
-        restarted = False
-        if info.epoch is not None:
-            expected = info.epoch + (now - info.epoch_seen) * 7 / 8 - 2
-            restarted = epoch < expected
+        restarted = info.epoch is not None and _epoch_says_restart(
+            info.epoch, now - info.epoch_seen, epoch
+        )
         if restarted:
             log.warning(
                 "the gateway's epoch went from %d to %d: it restarted",
