@@ -14,6 +14,7 @@ import time
 from typing import Callable, TypeVar
 
 from natfwd._exceptions import GatewayTimeout
+from natfwd._validate import check_timeout
 
 __all__ = ["Deadline", "run_bounded"]
 
@@ -31,6 +32,16 @@ class Deadline:
         deadline = cls(0)
         deadline._end = end
         return deadline
+
+    @classmethod
+    def given(
+        cls, deadline: Deadline | None, timeout: float | None, default: float
+    ) -> Deadline:
+        """The caller's *deadline* if there is one, else one *timeout*
+        seconds from now (*default* when that is None), checked."""
+        if deadline is not None:
+            return deadline
+        return cls(check_timeout(default if timeout is None else timeout))
 
     @property
     def end(self) -> float:

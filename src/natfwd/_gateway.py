@@ -46,7 +46,6 @@ from natfwd._validate import (
     check_lease,
     check_port,
     check_protocol,
-    check_timeout,
 )
 
 if TYPE_CHECKING:
@@ -65,6 +64,8 @@ log = logging.getLogger("natfwd")
 
 DEFAULT_DESCRIPTION = "natfwd"
 DEFAULT_LEASE = 3600
+#: Seconds a whole operation may take when the caller names no timeout.
+DEFAULT_TIMEOUT = 10.0
 
 # NAT-PMP has no permanent mappings (a lifetime of 0 deletes); a request for
 # a permanent one asks for a week, and the gateway says what it grants.
@@ -154,12 +155,6 @@ class GatewayStatus(NamedTuple):
         }
 
 
-def _deadline(timeout: float | None, deadline: Deadline | None) -> Deadline:
-    if deadline is not None:
-        return deadline
-    return Deadline(check_timeout(10.0 if timeout is None else timeout))
-
-
 class Gateway:
     """A gateway found by :func:`find_gateway`.
 
@@ -207,7 +202,7 @@ class Gateway:
         description = check_description(description)
         if internal_address is not None:
             internal_address = check_address(internal_address, "internal address")
-        deadline = _deadline(timeout, deadline)
+        deadline = Deadline.given(deadline, timeout, DEFAULT_TIMEOUT)
 
         mapping = self._add(
             internal_port,
@@ -256,7 +251,7 @@ class Gateway:
             internal_port if external_port is None else external_port, "external port"
         )
         protocol = check_protocol(protocol)
-        deadline = _deadline(timeout, deadline)
+        deadline = Deadline.given(deadline, timeout, DEFAULT_TIMEOUT)
 
         self._remove(internal_port, external_port, protocol, deadline)
 
@@ -284,9 +279,11 @@ class Gateway:
     def close(self) -> None:
         """Release the connection. Mappings stay; see :meth:`remove_added`."""
 
-    def remove_added(self, *, timeout: float | None = 10.0) -> list[NatfwdError]:
+    def remove_added(
+        self, *, timeout: float | None = DEFAULT_TIMEOUT
+    ) -> list[NatfwdError]:
         """Remove every mapping this object added; returns the failures."""
-        deadline = _deadline(timeout, None)
+        deadline = Deadline.given(None, timeout, DEFAULT_TIMEOUT)
         failures = []
         for mapping in list(reversed(self._added)):
             try:
@@ -353,7 +350,7 @@ class NATPMPGateway(Gateway):
         self._client.close()
 
     def status(self, *, timeout=None, deadline=None) -> GatewayStatus:
-        deadline = _deadline(timeout, deadline)
+        deadline = Deadline.given(deadline, timeout, DEFAULT_TIMEOUT)
         public = self._client.public_address(deadline=deadline)
         self.epoch = public.epoch
         return GatewayStatus(
@@ -486,7 +483,7 @@ class PCPGateway(NATPMPGateway):
         self.epoch = announcement.epoch
 
     def status(self, *, timeout=None, deadline=None) -> GatewayStatus:
-        deadline = _deadline(timeout, deadline)
+        deadline = Deadline.given(deadline, timeout, DEFAULT_TIMEOUT)
         announcement = self._client.announce(deadline=deadline)
         self._note_epoch(announcement.epoch)
         return GatewayStatus(
@@ -517,7 +514,7 @@ class UPnPGateway(Gateway):
         self._igd.close()
 
     def status(self, *, timeout=None, deadline=None) -> GatewayStatus:
-        deadline = _deadline(timeout, deadline)
+        deadline = Deadline.given(deadline, timeout, DEFAULT_TIMEOUT)
         address = self._igd.external_address(deadline=deadline)
         try:
             state, uptime, _ = self._igd.status_info(deadline=deadline)
@@ -539,11 +536,11 @@ class UPnPGateway(Gateway):
         )
 
     def external_address(self, *, timeout=None, deadline=None) -> str:
-        deadline = _deadline(timeout, deadline)
+        deadline = Deadline.given(deadline, timeout, DEFAULT_TIMEOUT)
         return self._igd.external_address(deadline=deadline)
 
     def mappings(self, *, timeout=None, deadline=None) -> list[upnp.PortMapping]:
-        deadline = _deadline(timeout, deadline)
+        deadline = Deadline.given(deadline, timeout, DEFAULT_TIMEOUT)
         return self._igd.port_mappings(deadline=deadline)
 
     def _add(
@@ -1090,7 +1087,7 @@ def find_gateway(
         # Checked whichever protocol answers first, so that a mistyped
         # interface is an error every time and not only when UPnP wins.
         _ssdp.check_interface(interface)
-    deadline = _deadline(timeout, deadline)
+    deadline = Deadline.given(deadline, timeout, DEFAULT_TIMEOUT)
     # The finders stop a little before the race does, so that a gateway
     # that stopped answering is reported as that, not as no gateway at all.
     inner = deadline.reserve(FINDER_MARGIN)

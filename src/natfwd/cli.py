@@ -22,6 +22,7 @@ from typing import Callable
 import natfwd
 from natfwd import _bindings, _keep, upnp
 from natfwd._deadline import Deadline
+from natfwd._gateway import DEFAULT_TIMEOUT
 from natfwd._validate import (
     check_address,
     check_description,
@@ -58,8 +59,6 @@ EXIT_CODES = {
     EXIT_BUSY: "another natfwd keep is using the same state file",
     EXIT_INTERRUPTED: "interrupted",
 }
-
-DEFAULT_TIMEOUT = 10.0
 
 
 class UsageError(Exception):

@@ -50,6 +50,7 @@ from natfwd._exceptions import GatewayTimeout, IsolatedCallCrashed, NatfwdError
 from natfwd._gateway import (
     DEFAULT_DESCRIPTION,
     DEFAULT_LEASE,
+    DEFAULT_TIMEOUT,
     GatewayStatus,
     Mapping,
     Method,
@@ -70,14 +71,11 @@ log = logging.getLogger(__name__)
 
 #: Seconds a call may overrun its own timeout before its worker is killed.
 GRACE = 5.0
-#: The timeout of calls that take none.
-DEFAULT_TIMEOUT = 10.0
 
 
 def _timeout(timeout: float | None, deadline: Deadline | None) -> float:
-    if deadline is not None:
-        return max(0.001, deadline.remaining())
-    return DEFAULT_TIMEOUT if timeout is None else timeout
+    """The seconds a call may take, as the worker is told them."""
+    return max(0.001, Deadline.given(deadline, timeout, DEFAULT_TIMEOUT).remaining())
 
 
 def _decode_exception(encoded: tuple) -> BaseException:

@@ -39,7 +39,6 @@ from natfwd._validate import (
     check_lease,
     check_port,
     check_protocol,
-    check_timeout,
 )
 
 __all__ = ["Client", "Mapping", "PublicAddress"]
@@ -120,7 +119,7 @@ class Client:
         self, *, timeout: float | None = 2.0, deadline: Deadline | None = None
     ) -> PublicAddress:
         """Ask the gateway for its public (WAN) address."""
-        deadline = deadline or Deadline(check_timeout(timeout))
+        deadline = Deadline.given(deadline, timeout, 2.0)
         lib = self._module.lib
 
         wire.debug("NAT-PMP public address request -> %s", self.gateway)
@@ -150,7 +149,7 @@ class Client:
         internal_port = check_port(internal_port, "internal port")
         external_port = check_port(external_port, "external port", allow_zero=True)
         lifetime = check_lease(lifetime)
-        deadline = deadline or Deadline(check_timeout(timeout))
+        deadline = Deadline.given(deadline, timeout, 2.0)
         return self._mapping_request(
             protocol, internal_port, external_port, lifetime, deadline
         )
@@ -166,7 +165,7 @@ class Client:
         """Remove the mapping of *internal_port* (a request with lifetime 0)."""
         protocol = check_protocol(protocol)
         internal_port = check_port(internal_port, "internal port")
-        deadline = deadline or Deadline(check_timeout(timeout))
+        deadline = Deadline.given(deadline, timeout, 2.0)
         self._mapping_request(protocol, internal_port, 0, 0, deadline)
 
     def _mapping_request(

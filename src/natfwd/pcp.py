@@ -46,7 +46,6 @@ from natfwd._validate import (
     check_lease,
     check_port,
     check_protocol,
-    check_timeout,
 )
 
 __all__ = ["Announcement", "Client", "Mapping"]
@@ -185,7 +184,7 @@ class Client:
         self, *, timeout: float | None = 2.0, deadline: Deadline | None = None
     ) -> Announcement:
         """ANNOUNCE: whether the gateway speaks PCP, and its epoch."""
-        deadline = deadline or Deadline(check_timeout(timeout))
+        deadline = Deadline.given(deadline, timeout, 2.0)
         request = REQUEST_HEADER.pack(
             VERSION, OPCODE_ANNOUNCE, 0, 0, _mapped(self.client_address)
         )
@@ -212,7 +211,7 @@ class Client:
         internal_port = check_port(internal_port, "internal port")
         external_port = check_port(external_port, "external port", allow_zero=True)
         lifetime = check_lease(lifetime)
-        deadline = deadline or Deadline(check_timeout(timeout))
+        deadline = Deadline.given(deadline, timeout, 2.0)
         return self._map(protocol, internal_port, external_port, lifetime, deadline)
 
     def unmap(
@@ -226,7 +225,7 @@ class Client:
         """Delete the mapping of *internal_port* (MAP with lifetime 0)."""
         protocol = check_protocol(protocol)
         internal_port = check_port(internal_port, "internal port")
-        deadline = deadline or Deadline(check_timeout(timeout))
+        deadline = Deadline.given(deadline, timeout, 2.0)
         self._map(protocol, internal_port, 0, 0, deadline)
 
     def nonce(self, protocol: Protocol, internal_port: int) -> bytes:

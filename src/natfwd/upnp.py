@@ -42,7 +42,6 @@ from natfwd._validate import (
     check_lease,
     check_port,
     check_protocol,
-    check_timeout,
     check_url,
 )
 
@@ -98,14 +97,6 @@ class PortMapping(NamedTuple):
     remote_host: str = ""
 
 
-def _deadline(
-    timeout: float | None, deadline: Deadline | None, default: float
-) -> Deadline:
-    if deadline is not None:
-        return deadline
-    return Deadline(check_timeout(default if timeout is None else timeout))
-
-
 def discover(
     timeout: float | None = 2.0,
     *,
@@ -123,7 +114,7 @@ def discover(
     instead of the whole LAN. Devices whose location is in *exclude* are
     left out.
     """
-    deadline = _deadline(timeout, deadline, 2.0)
+    deadline = Deadline.given(deadline, timeout, 2.0)
     if unicast is not None:
         unicast = check_address(unicast, "gateway")
 
@@ -163,7 +154,7 @@ class IGD:
     ) -> None:
         self._module = _bindings.miniupnpc()
         ffi, lib = self._module.ffi, self._module.lib
-        deadline = _deadline(timeout, deadline, 5.0)
+        deadline = Deadline.given(deadline, timeout, 5.0)
         location = check_url(location, "an IGD location")
 
         self.location = location
@@ -207,7 +198,7 @@ class IGD:
         deadline: Deadline | None = None,
     ) -> tuple[IGD, IGDStatus]:
         """Connect to the best of *devices*: a connected IGD before others."""
-        deadline = _deadline(timeout, deadline, 5.0)
+        deadline = Deadline.given(deadline, timeout, 5.0)
         if not devices:
             raise GatewayNotFound("no IGD answered the search")
 
