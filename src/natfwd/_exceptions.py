@@ -43,6 +43,7 @@ __all__ = [
     "PCPError",
     "PCPResult",
     "PortInUse",
+    "StateBusy",
     "UPnPError",
     "UPnPErrorCode",
 ]
@@ -230,6 +231,10 @@ class PCPError(_ResultCodeError):
 
     protocol = "PCP"
     codes = PCPResult
+
+
+class StateBusy(NatfwdError):
+    """Another ``natfwd keep`` holds the lock of the state file to be used."""
 
 
 class IsolatedCallCrashed(NatfwdError):

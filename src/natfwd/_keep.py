@@ -50,19 +50,25 @@ from natfwd._exceptions import (
     InvalidArgument,
     NatfwdError,
     NotSupported,
+    StateBusy,
     UPnPError,
     UPnPErrorCode,
 )
 from natfwd._gateway import Gateway, Mapping, Method
+from natfwd._keep_args import (
+    DEFAULT_CHECK_INTERVAL,
+    DEFAULT_DESCRIPTION,
+    DEFAULT_LEASE,
+    lease_value,
+    seconds_value,
+)
 from natfwd._paths import state_dir
 from natfwd._validate import (
     MAX_DESCRIPTION_BYTES,
     Protocol,
     check_description,
-    check_lease,
     check_port,
     check_protocol,
-    check_timeout,
 )
 
 try:
@@ -78,9 +84,6 @@ log = logging.getLogger("natfwd.keep")
 #: The "v" of every line of the helper protocol (docs/helper-protocol.md).
 PROTOCOL_VERSION = 1
 
-DEFAULT_LEASE = 3600
-DEFAULT_CHECK_INTERVAL = 60.0
-DEFAULT_DESCRIPTION = "natfwd keep"
 # Failed ports and lost gateways are retried after 2, 4, 8 ... seconds, up to
 # this many.
 RETRY_FIRST = 2.0
@@ -332,10 +335,6 @@ class StateFile:
     def remove(self) -> None:
         with contextlib.suppress(FileNotFoundError):
             self.path.unlink()
-
-
-class StateBusy(NatfwdError):
-    """Another keeper holds the state file's lock."""
 
 
 class StateFileUnusable(InvalidArgument):
@@ -1269,69 +1268,6 @@ def _someone_elses(listed: str | None, *ours: str | None) -> bool:
 # -- the command --------------------------------------------------------------
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The options of ``natfwd keep`` (the common ones are the CLI's)."""
-    parser.add_argument(
-        "specs",
-        nargs="*",
-        metavar="PORT[:EXTERNAL][/tcp|/udp]",
-        help="the ports to keep mapped (commas or spaces separate several)",
-    )
-    parser.add_argument(
-        "--config",
-        metavar="FILE",
-        help="read the ports and options from a TOML or INI file",
-    )
-    parser.add_argument(
-        "--lease",
-        type=_option_type(_lease, "lease"),
-        metavar="SECONDS",
-        help=f"the lease to ask for (default: {DEFAULT_LEASE}); 0 asks for "
-        "a permanent mapping",
-    )
-    parser.add_argument(
-        "--description",
-        metavar="TEXT",
-        help=f"the mappings' description (default: {DEFAULT_DESCRIPTION!r})",
-    )
-    parser.add_argument(
-        "--renew-margin",
-        type=_option_type(_seconds, "renew margin"),
-        metavar="SECONDS",
-        help="renew this long before the granted lease ends "
-        "(default: half-way through it)",
-    )
-    parser.add_argument(
-        "--check-interval",
-        type=_option_type(_seconds, "check interval"),
-        metavar="SECONDS",
-        help="how often to ask the gateway whether it restarted "
-        f"(default: {DEFAULT_CHECK_INTERVAL:g})",
-    )
-    parser.add_argument(
-        "--state-file",
-        metavar="FILE",
-        help="where to record what is mapped (default: "
-        "$STATE_DIRECTORY, /var/lib/natfwd or ~/.local/state/natfwd, "
-        "file keep.json)",
-    )
-    stdin = parser.add_mutually_exclusive_group()
-    stdin.add_argument(
-        "--stop-on-stdin-eof",
-        dest="stop_on_stdin_eof",
-        action="store_const",
-        const=True,
-        help="stop when stdin reaches its end (the default when stdin is a pipe)",
-    )
-    stdin.add_argument(
-        "--ignore-stdin",
-        dest="stop_on_stdin_eof",
-        action="store_const",
-        const=False,
-        help="never read stdin",
-    )
-
-
 CONFIG_KEYS = {
     "ports": "specs",
     "lease": "lease",
@@ -1409,52 +1345,6 @@ def load_config(path: str) -> dict[str, object]:
     return config
 
 
-def _seconds(value: object, what: str) -> float:
-    """A positive, finite number of seconds (*what* names it in errors),
-    from a number or from text (a config file's value, or an option's)."""
-    expected = f"{what} must be a positive number of seconds, not {value!r}"
-    if isinstance(value, str):
-        if not value.strip().isascii():  # float() reads digits of any script
-            raise InvalidArgument(expected)
-        try:
-            value = float(value)
-        except ValueError:
-            raise InvalidArgument(expected) from None
-    try:
-        return check_timeout(value)
-    except InvalidArgument as exc:
-        raise InvalidArgument(str(exc).replace("timeout", what, 1)) from None
-
-
-def _lease(value: object, what: str = "lease") -> int:
-    """A lease in whole seconds (0: permanent), from a number or text."""
-    if isinstance(value, str):
-        text = value.strip()
-        if not (text.isascii() and text.isdigit()):
-            raise InvalidArgument(
-                f"{what} must be a whole number of seconds (0 for permanent), "
-                f"not {value!r}"
-            )
-        value = int(text)
-    try:
-        return check_lease(value)
-    except InvalidArgument as exc:
-        raise InvalidArgument(str(exc).replace("lease", what, 1)) from None
-
-
-def _option_type(check, what: str):
-    """An argparse type that checks a value as the config file's are
-    (argparse puts the option's name before the message)."""
-
-    def convert(text: str):
-        try:
-            return check(text, what)
-        except InvalidArgument as exc:
-            raise argparse.ArgumentTypeError(str(exc)) from None
-
-    return convert
-
-
 def check_renew_margin(margin: float, lease: int) -> float:
     """The renew margin, which must leave some of the lease asked for."""
     if lease and margin >= lease:
@@ -1482,11 +1372,13 @@ def options_from_args(args: argparse.Namespace, defaults: dict) -> tuple:
             "no ports to keep: give PORT[:EXTERNAL][/PROTO] or --config"
         )
 
-    lease = _lease(pick("lease", DEFAULT_LEASE))
+    lease = lease_value(pick("lease", DEFAULT_LEASE))
     renew_margin = pick("renew_margin")
     if renew_margin is not None:
-        renew_margin = check_renew_margin(_seconds(renew_margin, "renew margin"), lease)
-    check_interval = _seconds(
+        renew_margin = check_renew_margin(
+            seconds_value(renew_margin, "renew margin"), lease
+        )
+    check_interval = seconds_value(
         pick("check_interval", DEFAULT_CHECK_INTERVAL), "check interval"
     )
     options = KeepOptions(
@@ -1494,7 +1386,7 @@ def options_from_args(args: argparse.Namespace, defaults: dict) -> tuple:
         gateway=pick("gateway"),
         upnp_url=pick("upnp_url"),
         interface=pick("interface"),
-        timeout=_seconds(pick("timeout", 10.0), "timeout"),
+        timeout=seconds_value(pick("timeout", 10.0), "timeout"),
         lease=lease,
         description=check_description(pick("description", DEFAULT_DESCRIPTION)),
         renew_margin=renew_margin,

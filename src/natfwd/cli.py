@@ -20,8 +20,9 @@ from collections.abc import Sequence
 from typing import Callable
 
 import natfwd
-from natfwd import _bindings, _keep, upnp
+from natfwd import _bindings, _keep_args, upnp
 from natfwd._deadline import Deadline
+from natfwd._exceptions import StateBusy
 from natfwd._gateway import DEFAULT_TIMEOUT
 from natfwd._validate import (
     check_address,
@@ -255,7 +256,7 @@ def build_parser() -> argparse.ArgumentParser:
     keep = command(
         "keep", cmd_keep, "map ports and keep them mapped until stopped (a daemon)"
     )
-    _keep.add_arguments(keep)
+    _keep_args.add_arguments(keep)
     return parser
 
 
@@ -468,6 +469,9 @@ def cmd_external_ip(ctx: Context) -> int:
 
 
 def cmd_keep(ctx: Context) -> int:
+    # The daemon is slow to import; the other commands do without it.
+    from natfwd import _keep  # noqa: PLC0415
+
     defaults = {"via": "auto", "timeout": DEFAULT_TIMEOUT}
     return _keep.run(ctx.args, defaults)
 
@@ -522,7 +526,7 @@ def exit_code_for(exc: BaseException) -> int:
         return EXIT_GATEWAY_FAILED
     if isinstance(exc, natfwd.BackendUnavailable):
         return EXIT_UNAVAILABLE
-    if isinstance(exc, _keep.StateBusy):
+    if isinstance(exc, StateBusy):
         return EXIT_BUSY
     return EXIT_INTERNAL
 
@@ -550,6 +554,8 @@ def _report(
 
     if keep and (wants_json or getattr(args, "json", False)):
         # keep --json speaks the helper protocol, even to say it failed.
+        from natfwd import _keep  # noqa: PLC0415
+
         _keep.Events().emit("error", error=_keep.error_json(exc), exit_code=code)
     elif wants_json or (args is not None and getattr(args, "json", False)):
         error: dict[str, object] = {
