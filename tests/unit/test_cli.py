@@ -324,3 +324,18 @@ def test_an_interrupt_hidden_behind_a_lock_error_is_still_an_interrupt():
 
     assert cli._interrupted(caught.value)
     assert not cli._interrupted(RuntimeError("release unlocked lock"))
+
+
+def test_only_keep_loads_the_keeper():
+    """The daemon's module (and dataclasses with it) is slow to import; the
+    one-shot commands, run once per mapping, must not pay for it."""
+    probe = (
+        "import sys\n"
+        "from natfwd import cli\n"
+        "cli.build_parser().parse_args(['add', '9001'])\n"
+        "print(sorted(m for m in ('natfwd._keep', 'dataclasses') if m in sys.modules))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+    )
+    assert done.stdout.strip() == "[]"
