@@ -77,8 +77,8 @@ NATPMP_PORT = 5351
 # out of time can still be taken back.
 CLEANUP_RESERVE = 1.0
 
-# How long a gateway found by a less preferred protocol waits for the
-# preferred one's answer (see _Race).
+# How long after the race began a gateway found by a less preferred
+# protocol waits for the preferred one's answer (see _Race).
 PREFERENCE_GRACE = 0.25
 
 # How much sooner than the caller's deadline each finder's own ends.
@@ -964,10 +964,13 @@ class _Race:
     """Runs the finders side by side and keeps the best that succeeds.
 
     Finders are given in order of preference. The first to succeed wins,
-    unless one preferred to it is still asking: that one gets a short
-    grace (PREFERENCE_GRACE) to answer too, so that which protocol is used
-    does not hang on a few milliseconds of timing, and an ``add`` and a
-    later ``remove`` pick the same one. A gateway found by a finder that
+    unless one preferred to it is still asking and the race began less
+    than PREFERENCE_GRACE ago: it may still answer in that time, so that
+    which protocol is used does not hang on a few milliseconds of timing,
+    and an ``add`` and a later ``remove`` pick the same one. The grace runs
+    from the start, not from the first success: a preferred protocol the
+    gateway does not speak (and answers nothing to) then costs a slow
+    winner nothing. A gateway found by a finder that
     did not win is closed, even one found after the race was decided, so a
     slow loser never leaks a socket or miniupnpc's memory.
     """
@@ -982,6 +985,7 @@ class _Race:
 
     def run(self, finders: dict[str, object], deadline: Deadline) -> Gateway:
         self._order = list(finders)
+        grace_end = time.monotonic() + PREFERENCE_GRACE
         for name, finder in finders.items():
             threading.Thread(
                 target=self._attempt,
@@ -991,7 +995,7 @@ class _Race:
             ).start()
 
         with self._lock:
-            winner = self._decide(deadline)
+            winner = self._decide(deadline, grace_end)
             self._decided = True
             losers = [g for name, g in self._found.items() if g is not winner]
             errors = dict(self._errors)
@@ -1002,26 +1006,21 @@ class _Race:
             return winner
         raise _no_gateway(errors, timed_out=len(errors) < len(finders))
 
-    def _decide(self, deadline: Deadline) -> Gateway | None:
+    def _decide(self, deadline: Deadline, grace_end: float) -> Gateway | None:
         """Wait (holding the lock) until the best gateway is known."""
-        grace_end = None
         while True:
             best = next((n for n in self._order if n in self._found), None)
             if best is not None:
                 preferred = self._order[: self._order.index(best)]
                 waiting = [n for n in preferred if n not in self._errors]
-                if not waiting:
-                    return self._found[best]
-                if grace_end is None:
-                    grace_end = time.monotonic() + PREFERENCE_GRACE
-                if time.monotonic() >= grace_end:
+                if not waiting or time.monotonic() >= grace_end:
                     return self._found[best]
             elif len(self._errors) == len(self._order):
                 return None
             if deadline.expired():
                 return self._found[best] if best is not None else None
             wait = deadline.remaining()
-            if grace_end is not None:
+            if best is not None:
                 wait = min(wait, max(0.0, grace_end - time.monotonic()))
             self._changed.wait(wait)
 
