@@ -139,6 +139,28 @@ PEERS: dict[str, Peer] = {
         steps=(("make", "natpmpc-static"),),
         product="natpmpc-static",
     ),
+    # For the benchmark only: natpmpc as released, but without its refusal
+    # of a reserved external address (every address of the lab is one), so
+    # that its "-a" maps a port as natfwd's "add" does.
+    "natpmpc-lab": Peer(
+        name="natpmpc-lab",
+        version="20230423",
+        filename="libnatpmp_20230423.orig.tar.gz",
+        sha256="0684ed2c8406437e7519a1bd20ea83780db871b3a3a5d752311ba3e889dbfc70",
+        debian_package="libnatpmp",
+        top_directory="libnatpmp-20230423",
+        steps=(
+            (
+                "sed",
+                "-i",
+                r"s/if(addr_is_reserved(/if(0 \&\& addr_is_reserved(/",
+                "natpmpc.c",
+            ),
+            ("grep", "-q", "if(0 && addr_is_reserved(", "natpmpc.c"),
+            ("make", "natpmpc-static"),
+        ),
+        product="natpmpc-static",
+    ),
 }
 
 
@@ -266,8 +288,8 @@ def peer_path(name: str, *, offline: bool = False) -> Path:
 def peer_bin_dir(*, offline: bool = False) -> Path:
     """Build every peer and return a folder of links to them, for ``PATH``.
 
-    The links are named after the programs: ``miniupnpd``, ``upnpc`` and
-    ``natpmpc``.
+    The links are named after the peers: ``miniupnpd``, ``upnpc``,
+    ``natpmpc`` and the variants of :data:`PEERS`.
     """
     bin_dir = peers_dir() / "bin"
     bin_dir.mkdir(parents=True, exist_ok=True)
