@@ -557,7 +557,7 @@ class UPnPGateway(Gateway):
         client = internal_address or self._igd.lan_address
         notes: list[str] = []
         work = _work(deadline)
-        tried: dict[int, None] = {}
+        asked = _Asked()
 
         try:
             external_port, lease = self._add_with_fallbacks(
@@ -570,18 +570,26 @@ class UPnPGateway(Gateway):
                 any_port,
                 work,
                 notes,
-                tried,
+                asked,
             )
         except (UPnPError, InvalidArgument):
             raise  # refused: the gateway made nothing
         except GatewayError as exc:
             # Timed out, or answered what nobody can read: the mapping may
             # exist all the same.
+            ports = list(asked.ports)
+            known = True
+            if asked.gateway_chose:
+                made = self._made_since(
+                    asked.ours_before, client, internal_port, protocol, deadline
+                )
+                known = made is not None
+                ports += made or []
             taken_back = [
                 self._take_back(port, protocol, client, internal_port, deadline)
-                for port in tried
+                for port in ports
             ]
-            if not all(taken_back):
+            if not (known and all(taken_back)):
                 raise _maybe_left(exc) from exc
             raise
 
@@ -641,17 +649,17 @@ class UPnPGateway(Gateway):
         any_port,
         deadline,
         notes,
-        tried,
+        asked,
     ):
         """AddPortMapping, with what real routers need; returns (port, lease).
 
-        Every port asked for is entered in *tried*, unless the gateway said
+        Every port asked for is entered in *asked*, unless the gateway said
         that someone else holds it.
         """
         igd = self._igd
 
         def add(port: int, seconds: int) -> None:
-            tried[port] = None
+            asked.ports[port] = None
             igd.add_port_mapping(
                 port,
                 internal_port,
@@ -666,7 +674,7 @@ class UPnPGateway(Gateway):
             add(external_port, lease)
             return external_port, lease
         except PortInUse as exc:
-            tried.pop(external_port, None)
+            asked.ports.pop(external_port, None)
             holder = exc.holder
             if holder is not None and (
                 holder.internal_client,
@@ -693,7 +701,7 @@ class UPnPGateway(Gateway):
                 description,
                 client,
                 deadline,
-                tried,
+                asked,
             )
             notes.append(
                 f"external port {external_port} was taken; the gateway gave {port}"
@@ -726,10 +734,17 @@ class UPnPGateway(Gateway):
         description,
         client,
         deadline,
-        tried,
+        asked,
     ) -> int:
         igd = self._igd
         if igd.version >= 2:
+            try:
+                asked.ours_before = frozenset(
+                    self._ours(client, internal_port, protocol, deadline)
+                )
+            except NatfwdError as exc:
+                log.debug("could not list the mappings first: %s", exc)
+            asked.gateway_chose = True
             return igd.add_any_port_mapping(
                 external_port,
                 internal_port,
@@ -742,7 +757,7 @@ class UPnPGateway(Gateway):
         rng = random.SystemRandom()
         for _ in range(ALTERNATE_PORT_TRIES):
             port = rng.randrange(1024, 65536)
-            tried[port] = None
+            asked.ports[port] = None
             try:
                 igd.add_port_mapping(
                     port,
@@ -754,7 +769,7 @@ class UPnPGateway(Gateway):
                     deadline=deadline,
                 )
             except PortInUse:
-                tried.pop(port, None)
+                asked.ports.pop(port, None)
                 continue
             return port
         raise PortInUse(
@@ -790,6 +805,33 @@ class UPnPGateway(Gateway):
                 holder=entry,
                 gateway=self.address,
             )
+
+    def _ours(self, client, internal_port, protocol, deadline) -> list[int]:
+        """The external ports the IGD maps to *client*:*internal_port*."""
+        return [
+            m.external_port
+            for m in self._igd.port_mappings(deadline=deadline)
+            if m.protocol == protocol
+            and m.internal_port == internal_port
+            and _same_host(m.internal_client, client)
+        ]
+
+    def _made_since(
+        self, before, client, internal_port, protocol, deadline
+    ) -> list[int] | None:
+        """The ports an AddAnyPortMapping with no readable answer may have
+        mapped: those that map to the client now and did not *before*.
+        None when that cannot be known."""
+        if before is None:
+            return None
+        try:
+            now = self._ours(
+                client, internal_port, protocol, deadline.within(CLEANUP_RESERVE)
+            )
+        except NatfwdError as exc:
+            log.info("could not look for a mapping the gateway chose: %s", exc)
+            return None
+        return [port for port in now if port not in before]
 
     def _take_back(self, port, protocol, client, internal_port, deadline) -> bool:
         """Remove the mapping of *port* an add may have left, if it is ours.
@@ -851,6 +893,22 @@ class UPnPGateway(Gateway):
                 f"{external_port}/{protocol}",
                 gateway=self.address,
             )
+
+
+class _Asked:
+    """What an add asked an IGD for, so that a failure can take it back.
+
+    ``ports`` are the external ports asked for by number. When the IGD
+    was asked to choose one (AddAnyPortMapping), ``ours_before`` holds the
+    external ports that mapped to the same client and port before, if they
+    could be listed, so that one it made can be told from them should its
+    answer never come.
+    """
+
+    def __init__(self) -> None:
+        self.ports: dict[int, None] = {}
+        self.gateway_chose = False
+        self.ours_before: frozenset[int] | None = None
 
 
 def _work(deadline: Deadline) -> Deadline:
