@@ -159,6 +159,19 @@ def test_sdist_leaves_out_builds_and_tooling(dists, clone: Path):
     assert [n for n in names if unwanted.search(n)] == []
 
 
+def test_sdist_is_bsd_throughout(dists, clone: Path):
+    """natfwd and both forks are BSD-3-Clause; libnatpmp's release also holds
+    Java bindings, partly GPL, that nothing here builds: they stay out."""
+    sdist, _ = dists
+    with tarfile.open(sdist) as tar:
+        gpl = [
+            m.name
+            for m in tar.getmembers()
+            if m.isfile() and b"GNU General Public License" in tar.extractfile(m).read()
+        ]
+    assert gpl == []
+
+
 def test_wheel_from_sdist(dists, clone: Path):
     _, wheel = dists
     version = package_version(clone)
