@@ -1392,9 +1392,9 @@ def options_from_args(args: argparse.Namespace, defaults: dict) -> tuple:
         renew_margin=renew_margin,
         check_interval=check_interval,
     )
-    if options.via not in ("auto", "natpmp", "upnp"):
+    if options.via not in ("auto", "natpmp", "pcp", "upnp"):
         raise InvalidArgument(
-            f"via must be 'auto', 'natpmp' or 'upnp', not {options.via!r}"
+            f"via must be 'auto', 'natpmp', 'pcp' or 'upnp', not {options.via!r}"
         )
     state_path = pick("state_file")
     state_path = (

@@ -806,7 +806,7 @@ def test_miniupnpd_restart_is_mapped_again_and_traffic_flows(
 
 
 @lab_test
-@pytest.mark.parametrize("via", ["upnp", "natpmp"])
+@pytest.mark.parametrize("via", ["upnp", "natpmp", "pcp"])
 def test_after_sigkill_the_next_start_removes_the_leftovers(
     lab_all: Lab, tmp_path: Path, via: str
 ) -> None:
