@@ -9,6 +9,7 @@ LAN typically answers within a few milliseconds.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import logging
 import selectors
@@ -166,45 +167,80 @@ def search(
     start = time.monotonic()
     pending = list(RETRANSMIT_AT)
 
-    with _multicast_socket(interface) as sock, selectors.DefaultSelector() as sel:
+    with contextlib.ExitStack() as stack:
+        sock = stack.enter_context(_multicast_socket(interface))
+        sel = stack.enter_context(selectors.DefaultSelector())
         sel.register(sock, selectors.EVENT_READ)
+        sockets = [sock]
+        if unicast:
+            # Answers may come from any port of the device, so they are
+            # read on an unconnected socket. The same search sent from a
+            # connected one also learns of an ICMP "port unreachable":
+            # then nothing there speaks SSDP, and the rest of the deadline
+            # would be spent waiting for nothing.
+            probe = stack.enter_context(_connected_socket(unicast))
+            sel.register(probe, selectors.EVENT_READ)
+            # Sent first: a gateway rate-limits its ICMP errors, and the
+            # first datagram is the likeliest to get one.
+            sockets.insert(0, probe)
         while not deadline.expired() and len(found) < MAX_RESPONSES:
             elapsed = time.monotonic() - start
+            refused = False
             while pending and pending[0] <= elapsed:
                 pending.pop(0)
-                _send_burst(sock, destination)
+                for each in sockets:
+                    refused |= not _send_burst(each, destination)
             wait = deadline.remaining()
             if pending:
                 wait = min(wait, pending[0] - elapsed)
-            if not sel.select(max(0.0, wait)):
-                continue
-
-            _receive(sock, found, exclude)
+            for key, _ in [] if refused else sel.select(max(0.0, wait)):
+                refused |= not _receive(key.fileobj, found, exclude)
+            if refused:
+                log.debug("SSDP: nothing listens at %s:%d", unicast, SSDP_PORT)
+                break
             if first and found:
                 break
     return list(found.values())
 
 
-def _send_burst(sock: socket.socket, destination: str) -> None:
+def _connected_socket(address: str) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM, socket.IPPROTO_UDP)
+    try:
+        sock.setblocking(False)
+        sock.connect((address, SSDP_PORT))
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def _send_burst(sock: socket.socket, destination: str) -> bool:
+    """Send one search per target; False if the port was refused."""
     for target in SEARCH_TARGETS:
         wire.debug("SSDP M-SEARCH to %s for %s", destination, target)
         try:
             sock.sendto(_request(target, destination), (destination, SSDP_PORT))
+        except ConnectionRefusedError:
+            return False  # an earlier search's ICMP error, reported now
         except OSError as exc:
             log.debug("SSDP search could not be sent: %s", exc)
+    return True
 
 
 def _receive(
     sock: socket.socket, found: dict[str, Response], exclude: Collection[str]
-) -> None:
+) -> bool:
+    """Read every answer waiting on *sock*; False if the port was refused."""
     while True:
         try:
             data, (source, _port) = sock.recvfrom(MAX_DATAGRAM)
         except (BlockingIOError, InterruptedError):
-            return
+            return True
+        except ConnectionRefusedError:
+            return False
         except OSError as exc:
             log.debug("SSDP receive failed: %s", exc)
-            return
+            return True
         response = parse_response(data, source)
         if response is None:
             wire.debug("SSDP ignored %d bytes from %s", len(data), source)

@@ -11,6 +11,10 @@ from __future__ import annotations
 import contextlib
 import socket
 import threading
+import time
+
+from natfwd import _ssdp
+from natfwd._deadline import Deadline
 
 SSDP_PORT = 1900
 MAX_SEARCHES = 64
@@ -126,3 +130,15 @@ def test_a_useless_first_answer_does_not_hide_the_gateway(netns, igd, search_cli
     run, _ = _search(netns, search_cli, burst, "status", timeout=2.0)
 
     assert run.code == 0, run.err
+
+
+def test_a_unicast_search_where_nothing_listens_ends_at_once(netns):
+    # The device refuses port 1900 (ICMP port unreachable): the search says
+    # so at once rather than waiting out a deadline of 10 s for answers.
+    with netns.entered():
+        started = time.monotonic()
+        found = _ssdp.search(Deadline(10.0), unicast="127.0.0.1", first=True)
+        elapsed = time.monotonic() - started
+
+    assert found == []
+    assert elapsed < 5.0, f"searched for {elapsed:.1f} s"
