@@ -155,48 +155,35 @@ def test_bad_location_is_an_invalid_argument(location):
         upnp.IGD(location)
 
 
-def test_any_port_mapping_with_an_unreadable_reply_leaves_nothing(netns, igd2):
-    # The IGD makes the mapping on a port of its choosing, then answers what
-    # nobody can read: natfwd finds the mapping by what it maps, and takes
-    # it back.
+def _add_any_port_answered_unreadably(netns, igd2) -> natfwd.MalformedReply:
+    """Port 7008 is someone else's; the IGD maps 127.0.0.1:7008 on a port of
+    its choosing, then answers AddAnyPortMapping with what nobody can read."""
     igd2.hold(7008, "tcp", "127.0.0.9", 80)
     igd2.answer("AddAnyPortMapping", http(200, b"garbage"), apply=True)
-
     with (
         netns.entered(),
         _gateway(netns, igd2) as gateway,
-        pytest.raises(natfwd.MalformedReply),
+        pytest.raises(natfwd.MalformedReply) as caught,
     ):
         gateway.add(7008, internal_address="127.0.0.1", any_port=True)
+    return caught.value
 
+
+def test_any_port_mapping_with_an_unreadable_reply_leaves_nothing(netns, igd2):
+    # natfwd finds the mapping by what it maps, and takes it back.
+    _add_any_port_answered_unreadably(netns, igd2)
     assert set(igd2.table) == {(7008, "TCP")}
 
 
 def test_an_unreadable_any_port_reply_spares_the_clients_earlier_mapping(netns, igd2):
     # The client already had port 7009 mapped to it: only what the IGD made
     # during this add is taken back.
-    igd2.hold(7008, "tcp", "127.0.0.9", 80)
     igd2.hold(7009, "tcp", "127.0.0.1", 7008, description="natfwd")
-    igd2.answer("AddAnyPortMapping", http(200, b"garbage"), apply=True)
-
-    with (
-        netns.entered(),
-        _gateway(netns, igd2) as gateway,
-        pytest.raises(natfwd.MalformedReply),
-    ):
-        gateway.add(7008, internal_address="127.0.0.1", any_port=True)
-
+    _add_any_port_answered_unreadably(netns, igd2)
     assert set(igd2.table) == {(7008, "TCP"), (7009, "TCP")}
 
 
 def test_an_unreadable_any_port_reply_from_an_unlistable_igd_says_so(netns, igd2):
-    igd2.hold(7008, "tcp", "127.0.0.9", 80)
     igd2.fail("GetGenericPortMappingEntry", 501, times=None)
-    igd2.answer("AddAnyPortMapping", http(200, b"garbage"), apply=True)
-
-    with (
-        netns.entered(),
-        _gateway(netns, igd2) as gateway,
-        pytest.raises(natfwd.MalformedReply, match="may be left on the gateway"),
-    ):
-        gateway.add(7008, internal_address="127.0.0.1", any_port=True)
+    error = _add_any_port_answered_unreadably(netns, igd2)
+    assert "may be left on the gateway" in str(error)

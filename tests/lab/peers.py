@@ -40,7 +40,7 @@ import os
 import shutil
 import subprocess
 import tarfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 __all__ = ["PEERS", "Peer", "PeerBuildError", "peer_bin_dir", "peer_path", "peers_dir"]
@@ -97,28 +97,6 @@ PEERS: dict[str, Peer] = {
         product="miniupnpd",
         needs=("libmnl-dev", "libnftnl-dev", "uuid-dev", "libssl-dev"),
     ),
-    # IGDv1 throughout, not only in its description: lease duration 0 stays
-    # "no expiry", and there are no IGDv2 actions.
-    "miniupnpd-igdv1": Peer(
-        name="miniupnpd-igdv1",
-        version="2.3.9",
-        filename="miniupnpd_2.3.9.orig.tar.gz",
-        sha256="66cb3c3d697ab2bb3a61d3c48628166d6ba328d7c2dbeb95898fdf2a3202af7b",
-        debian_package="miniupnpd",
-        top_directory="miniupnpd-2.3.9",
-        steps=(
-            (
-                "./configure",
-                "--firewall=nftables",
-                "--leasefile",
-                "--vendorcfg",
-                "--disable-tests",
-            ),
-            ("make", "miniupnpd"),
-        ),
-        product="miniupnpd",
-        needs=("libmnl-dev", "libnftnl-dev", "uuid-dev", "libssl-dev"),
-    ),
     "upnpc": Peer(
         name="upnpc",
         version="2.3.3",
@@ -139,29 +117,44 @@ PEERS: dict[str, Peer] = {
         steps=(("make", "natpmpc-static"),),
         product="natpmpc-static",
     ),
-    # For the benchmark only: natpmpc as released, but without its refusal
-    # of a reserved external address (every address of the lab is one), so
-    # that its "-a" maps a port as natfwd's "add" does.
-    "natpmpc-lab": Peer(
-        name="natpmpc-lab",
-        version="20230423",
-        filename="libnatpmp_20230423.orig.tar.gz",
-        sha256="0684ed2c8406437e7519a1bd20ea83780db871b3a3a5d752311ba3e889dbfc70",
-        debian_package="libnatpmp",
-        top_directory="libnatpmp-20230423",
-        steps=(
-            (
-                "sed",
-                "-i",
-                r"s/if(addr_is_reserved(/if(0 \&\& addr_is_reserved(/",
-                "natpmpc.c",
-            ),
-            ("grep", "-q", "if(0 && addr_is_reserved(", "natpmpc.c"),
-            ("make", "natpmpc-static"),
-        ),
-        product="natpmpc-static",
-    ),
 }
+
+# Variants: the same pinned sources, built another way.
+
+# IGDv1 throughout, not only in its description: lease duration 0 stays
+# "no expiry", and there are no IGDv2 actions.
+PEERS["miniupnpd-igdv1"] = replace(
+    PEERS["miniupnpd"],
+    name="miniupnpd-igdv1",
+    steps=(
+        (
+            "./configure",
+            "--firewall=nftables",
+            "--leasefile",
+            "--vendorcfg",
+            "--disable-tests",
+        ),
+        ("make", "miniupnpd"),
+    ),
+)
+
+# For the benchmark only: natpmpc as released, but without its refusal of a
+# reserved external address (every address of the lab is one), so that its
+# "-a" maps a port as natfwd's "add" does.
+PEERS["natpmpc-lab"] = replace(
+    PEERS["natpmpc"],
+    name="natpmpc-lab",
+    steps=(
+        (
+            "sed",
+            "-i",
+            r"s/if(addr_is_reserved(/if(0 \&\& addr_is_reserved(/",
+            "natpmpc.c",
+        ),
+        ("grep", "-q", "if(0 && addr_is_reserved(", "natpmpc.c"),
+        ("make", "natpmpc-static"),
+    ),
+)
 
 
 def peers_dir() -> Path:
