@@ -172,6 +172,7 @@ def search(
         sel = stack.enter_context(selectors.DefaultSelector())
         sel.register(sock, selectors.EVENT_READ)
         sockets = [sock]
+        probe = None
         if unicast:
             # Answers may come from any port of the device, so they are
             # read on an unconnected socket. The same search sent from a
@@ -189,12 +190,14 @@ def search(
             while pending and pending[0] <= elapsed:
                 pending.pop(0)
                 for each in sockets:
-                    refused |= not _send_burst(each, destination)
+                    sent = _send_burst(each, destination, connected=each is probe)
+                    refused |= not sent
             wait = deadline.remaining()
             if pending:
                 wait = min(wait, pending[0] - elapsed)
-            for key, _ in [] if refused else sel.select(max(0.0, wait)):
-                refused |= not _receive(key.fileobj, found, exclude)
+            if not refused:
+                for key, _ in sel.select(max(0.0, wait)):
+                    refused |= not _receive(key.fileobj, found, exclude)
             if refused:
                 log.debug("SSDP: nothing listens at %s:%d", unicast, SSDP_PORT)
                 break
@@ -214,13 +217,25 @@ def _connected_socket(address: str) -> socket.socket:
     return sock
 
 
-def _send_burst(sock: socket.socket, destination: str) -> bool:
+# How the OS reports an ICMP "port unreachable" on a UDP socket: refused
+# on POSIX systems, reset on Windows.
+_REFUSED = (ConnectionRefusedError, ConnectionResetError)
+
+
+def _send_burst(
+    sock: socket.socket, destination: str, *, connected: bool = False
+) -> bool:
     """Send one search per target; False if the port was refused."""
     for target in SEARCH_TARGETS:
         wire.debug("SSDP M-SEARCH to %s for %s", destination, target)
+        request = _request(target, destination)
         try:
-            sock.sendto(_request(target, destination), (destination, SSDP_PORT))
-        except ConnectionRefusedError:
+            # The BSDs and macOS refuse sendto() on a connected socket.
+            if connected:
+                sock.send(request)
+            else:
+                sock.sendto(request, (destination, SSDP_PORT))
+        except _REFUSED:
             return False  # an earlier search's ICMP error, reported now
         except OSError as exc:
             log.debug("SSDP search could not be sent: %s", exc)
@@ -236,7 +251,7 @@ def _receive(
             data, (source, _port) = sock.recvfrom(MAX_DATAGRAM)
         except (BlockingIOError, InterruptedError):
             return True
-        except ConnectionRefusedError:
+        except _REFUSED:
             return False
         except OSError as exc:
             log.debug("SSDP receive failed: %s", exc)
