@@ -745,10 +745,11 @@ def _drain(keeper: Keeper) -> list[str]:
 
 @lab_test
 @pytest.mark.parametrize("fresh_lab", ["natpmp"], indirect=True)
-def test_natpmp_epoch_reset_is_mapped_again(fresh_lab: Lab, tmp_path: Path):
+@pytest.mark.parametrize("via", ["natpmp", "pcp"])
+def test_epoch_reset_is_mapped_again(fresh_lab: Lab, tmp_path: Path, via: str):
     keeper = Keeper(
         fresh_lab,
-        ["7010", "--via", "natpmp", "--lease", "20", "--check-interval", "1",
+        ["7010", "--via", via, "--lease", "20", "--check-interval", "1",
          "--state-file", str(tmp_path / "state.json")],
     )  # fmt: skip
     try:
