@@ -1,8 +1,8 @@
 """The command line of ``natfwd keep``: its options, and the checks their
 values (and a config file's) go through.
 
-Apart from the keeper itself, which is slow to import, so that the CLI can
-describe every command without loading it.
+It is kept apart from the keeper, which is slow to import, so that the CLI
+can describe every command without loading the keeper.
 """
 
 from __future__ import annotations
