@@ -11,9 +11,10 @@ call into miniupnpc or libnatpmp runs in a worker process::
 
 If the worker dies in the middle of a call (a segfault or an abort in C
 code, or a kill from outside), the call raises
-:class:`natfwd.IsolatedCallCrashed` and the host carries on. The next call
-starts a new worker; a gateway found before the crash is found again in it,
-by the same protocol, before the call goes on.
+:class:`natfwd.IsolatedCallCrashed` and the host carries on; so does the
+first call after a worker died between calls. The next call starts a new
+worker; a gateway found before the crash is found again in it, by the same
+protocol, before the call goes on.
 
 One worker serves the whole process (:func:`default_worker`); it runs one
 call at a time, so calls from several threads wait their turn. A
@@ -124,14 +125,24 @@ class Worker:
         """The worker's process id, or None before it started."""
         return self._pid
 
-    def start(self) -> None:
-        """Start the worker now, rather than at the first call."""
-        with self._lock:
-            self._ensure_started()
+    def start(self, what: str = "start") -> None:
+        """Start the worker now, rather than at the first call.
 
-    def _ensure_started(self) -> subprocess.Popen:
-        if self._process is not None and self._process.poll() is None:
-            return self._process
+        Raises IsolatedCallCrashed, naming *what*, if the worker died since
+        its last call; the next call starts a new one.
+        """
+        with self._lock:
+            self._ensure_started(what)
+
+    def _ensure_started(self, what: str) -> subprocess.Popen:
+        process = self._process
+        if process is not None:
+            if process.poll() is None:
+                return process
+            # It died between calls (killed, say). The call at hand hears of
+            # it, as it would have had the worker died during the call: a
+            # new worker knows none of the old one's gateways.
+            raise self._crashed(process, what)
         if sys.platform == "win32":
             raise NatfwdError(
                 "natfwd.isolated needs a POSIX system: it waits for its worker "
@@ -156,7 +167,7 @@ class Worker:
     def call(self, operation: str, args: tuple, kwargs: dict, timeout: float) -> object:
         """Run one operation in the worker; *timeout* bounds the wait."""
         with self._lock:
-            process = self._ensure_started()
+            process = self._ensure_started(kwargs.get("_what", operation))
             return self._call(process, operation, args, kwargs, timeout)
 
     def _call(self, process, operation, args, kwargs, timeout) -> object:
@@ -286,7 +297,7 @@ class IsolatedGateway:
         if self._closed:
             raise NatfwdError("the gateway was closed")
         what = f"Gateway.{method}"
-        self._worker.start()
+        self._worker.start(what)
         if self._worker.generation != self._generation:
             self._find_again(timeout)
         return self._worker.call(

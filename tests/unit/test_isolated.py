@@ -9,6 +9,7 @@ code when the test kills its worker.
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import signal
 import socket
@@ -183,6 +184,44 @@ def test_a_gateway_found_before_a_crash_is_found_again(
     )
     igd.queue("GetExternalIPAddress", address, address)
     assert gateway.external_address(timeout=5) == "8.8.4.4"
+    gateway.close()
+
+
+def _wait_until_dead(pid: int) -> None:
+    """Until *pid* is a zombie (Linux); elsewhere, return at once."""
+    stat = Path(f"/proc/{pid}/stat")
+    end = time.monotonic() + 5
+    while time.monotonic() < end:
+        try:
+            state = stat.read_text().rsplit(")", 1)[1].split()[0]
+        except FileNotFoundError:
+            return
+        if state == "Z":
+            return
+        time.sleep(0.01)
+
+
+def test_a_worker_that_died_between_calls_fails_the_next_call_only(
+    worker: isolated.Worker, igd: LoopbackIGD
+) -> None:
+    gateway = isolated.find_gateway(
+        via="upnp", upnp_url=igd.url("igd2-rootdesc.xml"), timeout=5, worker=worker
+    )
+    dead = worker.pid
+    os.kill(dead, signal.SIGKILL)
+    _wait_until_dead(dead)  # dead before the call begins, not during it
+
+    with pytest.raises(natfwd.IsolatedCallCrashed) as caught:
+        gateway.external_address(timeout=5)
+    assert caught.value.signal == signal.SIGKILL
+    gc.collect()  # a pipe of the dead worker left open would warn here
+
+    address = success(
+        "GetExternalIPAddress", WANIP2, {"NewExternalIPAddress": "8.8.4.4"}
+    )
+    igd.queue("GetExternalIPAddress", address, address)
+    assert gateway.external_address(timeout=5) == "8.8.4.4"
+    assert worker.pid != dead
     gateway.close()
 
 
