@@ -34,6 +34,7 @@ The module works on POSIX systems; on Windows, starting a worker raises
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import logging
 import os
@@ -282,6 +283,16 @@ def default_worker() -> Worker:
         return _default[0]
 
 
+@atexit.register
+def _close_default_worker() -> None:
+    # The worker would end by itself when the host does, but a host that
+    # exits with it still running is told so (ResourceWarning); it ends
+    # here instead, when its stdin closes.
+    with _default_lock:
+        for worker in _default:
+            worker.close()
+
+
 class IsolatedGateway:
     """A gateway found in a worker; the methods of :class:`natfwd.Gateway`."""
 
@@ -392,7 +403,13 @@ class IsolatedGateway:
         failures = []
         for internal, external, protocol in reversed(list(self._added)):
             try:
-                self.remove(internal, external, protocol, deadline=end)
+                try:
+                    self.remove(internal, external, protocol, deadline=end)
+                except IsolatedCallCrashed:
+                    # The worker died, before this call or in it: a new one
+                    # takes the removal over, so that no mapping is left
+                    # behind for want of a worker.
+                    self.remove(internal, external, protocol, deadline=end)
             except NatfwdError as exc:
                 log.warning("could not remove the mapping of %d: %s", external, exc)
                 failures.append(exc)

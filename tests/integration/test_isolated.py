@@ -59,3 +59,33 @@ def test_the_worker_speaks_for_the_namespace_it_runs_in(lab_all: Lab) -> None:
         gateway.close()
     finally:
         worker.close()
+
+
+@lab_test
+def test_leaving_the_block_after_the_worker_died_still_removes(lab_all: Lab) -> None:
+    worker = isolated.Worker(prefix=["ip", "netns", "exec", lab_all.client_ns])
+    try:
+        with isolated.find_gateway(via="upnp", timeout=5, worker=worker) as gateway:
+            gateway.add(7802, lease=120, timeout=5)
+            assert {m.external_port for m in lab_all.mappings()} == {7802}
+            os.kill(worker.pid, signal.SIGKILL)
+        # the death is heard of by the removal, which a new worker redoes
+        assert lab_all.mappings() == []
+    finally:
+        worker.close()
+
+
+@lab_test
+def test_a_host_using_the_default_worker_exits_without_warnings(lab_all: Lab) -> None:
+    script = (
+        "from natfwd import isolated\n"
+        "with isolated.find_gateway(via='natpmp', timeout=5) as gateway:\n"
+        "    gateway.add(7803, lease=120, timeout=5)\n"
+    )
+    done = lab_all.client_exec(
+        [sys.executable, "-X", "dev", "-W", "error::ResourceWarning", "-c", script],
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "Warning" not in done.stderr, done.stderr
+    assert lab_all.mappings() == []
