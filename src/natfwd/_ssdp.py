@@ -181,8 +181,8 @@ def search(
             # would be spent waiting for nothing.
             probe = stack.enter_context(_connected_socket(unicast))
             sel.register(probe, selectors.EVENT_READ)
-            # Sent first: a gateway rate-limits its ICMP errors, and the
-            # first datagram is the likeliest to get one.
+            # It sends one search, first: a gateway rate-limits its ICMP
+            # errors, and the first datagram is the likeliest to get one.
             sockets.insert(0, probe)
         while not deadline.expired() and len(found) < MAX_RESPONSES:
             elapsed = time.monotonic() - start
@@ -190,7 +190,12 @@ def search(
             while pending and pending[0] <= elapsed:
                 pending.pop(0)
                 for each in sockets:
-                    sent = _send_burst(each, destination, connected=each is probe)
+                    if each is probe:
+                        sent = _send_burst(
+                            each, destination, SEARCH_TARGETS[:1], connected=True
+                        )
+                    else:
+                        sent = _send_burst(each, destination)
                     refused |= not sent
             wait = deadline.remaining()
             if pending:
@@ -223,10 +228,14 @@ _REFUSED = (ConnectionRefusedError, ConnectionResetError)
 
 
 def _send_burst(
-    sock: socket.socket, destination: str, *, connected: bool = False
+    sock: socket.socket,
+    destination: str,
+    targets: Collection[str] = SEARCH_TARGETS,
+    *,
+    connected: bool = False,
 ) -> bool:
     """Send one search per target; False if the port was refused."""
-    for target in SEARCH_TARGETS:
+    for target in targets:
         wire.debug("SSDP M-SEARCH to %s for %s", destination, target)
         request = _request(target, destination)
         try:
