@@ -14,6 +14,7 @@ import contextlib
 import json
 import logging
 import os
+import socket
 import sys
 import traceback
 from collections.abc import Sequence
@@ -320,7 +321,14 @@ def cmd_add(ctx: Context) -> int:
     except ValueError as exc:
         raise UsageError(str(exc)) from None
 
-    with contextlib.closing(ctx.find_gateway()) as gateway:
+    via = None
+    address = ctx.args.internal_address
+    if ctx.args.via == "auto" and address is not None and not _is_own(address):
+        # Only UPnP maps a port to another host; NAT-PMP and PCP map ports
+        # to the host that asks, and would refuse.
+        via = "upnp"
+
+    with contextlib.closing(ctx.find_gateway(via)) as gateway:
         mapping = gateway.add(
             internal,
             external,
@@ -341,6 +349,16 @@ def cmd_add(ctx: Context) -> int:
     lines += [f"note: {note}" for note in mapping.notes]
     ctx.emit({"command": "add", "mapping": mapping.to_json()}, lines)
     return EXIT_OK
+
+
+def _is_own(address: str) -> bool:
+    """Whether *address* is one of this host's (nothing is sent)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        try:
+            sock.bind((address, 0))
+        except OSError:
+            return False
+    return True
 
 
 def cmd_remove(ctx: Context) -> int:

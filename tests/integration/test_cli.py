@@ -257,6 +257,17 @@ def test_mapping_for_another_host_is_refused_cleanly(lab_upnp):
     assert forwarded(lab) == set()
 
 
+def test_auto_asks_upnp_alone_for_another_hosts_mapping(lab_all):
+    # NAT-PMP would win the race and refuse (it maps to the host that asks);
+    # UPnP is the protocol that can map to another host, and this gateway
+    # says why it does not.
+    result = natfwd(lab_all, "add", "9012", "--internal-address", "192.168.50.77")
+
+    assert result.returncode == 4, result.stderr
+    assert "606" in result.stderr
+    assert forwarded(lab_all) == set()
+
+
 @pytest.mark.parametrize(
     "args",
     [
