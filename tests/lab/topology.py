@@ -171,8 +171,16 @@ def _stop_pid(pid: int, grace: float = 5.0) -> None:
     try:
         os.kill(pid, signal.SIGKILL)
         os.waitpid(pid, 0)
-    except (ProcessLookupError, ChildProcessError):
+        return
+    except ProcessLookupError:
+        return
+    except ChildProcessError:
         pass
+    # Not ours to reap (started by another run of the lab tool): wait until
+    # it is gone, lest a new daemon find it still there and refuse to start.
+    deadline = time.monotonic() + grace
+    while _process_start_time(pid) is not None and time.monotonic() < deadline:
+        time.sleep(0.05)
 
 
 def _netns_names() -> list[str]:
@@ -704,6 +712,10 @@ class Lab:
         elif self._daemon_pid and _process_start_time(self._daemon_pid):
             _stop_pid(self._daemon_pid)
         self._daemon_pid = None
+        # A daemon killed outright leaves its pid file, and one that nobody
+        # reaps (its parent gone) stays a zombie: a new miniupnpd would take
+        # that for itself still running, and refuse to start.
+        (self.rundir / "miniupnpd.pid").unlink(missing_ok=True)
 
     def _log_tail(self, lines: int = 20) -> str:
         try:
