@@ -15,7 +15,8 @@ from pathlib import Path
 
 import debbuild
 import pytest
-from shipping_support import ensure_debian_packages, require_root
+from debian_packages import ensure as ensure_debian_packages
+from debian_packages import require_root
 
 pytestmark = [pytest.mark.packaging, pytest.mark.slow]
 

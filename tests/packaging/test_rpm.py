@@ -17,7 +17,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from shipping_support import ROOT, ensure_debian_packages, run
+from debian_packages import ensure as ensure_debian_packages
+from shipping_support import ROOT, run
 
 import natfwd
 

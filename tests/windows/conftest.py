@@ -13,12 +13,13 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from windows_support import DEBIAN_PACKAGES, Wine, find_wine_program, install
+from debian_packages import ensure
+from windows_support import DEBIAN_PACKAGES, Wine, find_wine_program
 
 
 @pytest.fixture(scope="session")
 def wine() -> Wine:
-    install(DEBIAN_PACKAGES)
+    ensure(DEBIAN_PACKAGES, "cross-building for Windows")
     cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
     prefix = cache / "natfwd" / "wine-prefix"
     prefix.mkdir(parents=True, exist_ok=True)

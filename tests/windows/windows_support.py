@@ -19,39 +19,6 @@ DEBIAN_PACKAGES = ["gcc-mingw-w64-x86-64", "wine64"]
 WINE_DIRS = ["/usr/lib/wine", "/usr/lib64/wine", "/usr/bin"]
 
 
-def _missing(packages: list[str]) -> list[str]:
-    missing = []
-    for package in packages:
-        proc = subprocess.run(
-            ["dpkg-query", "-W", "-f=${Status}", package],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        if "ok installed" not in proc.stdout:
-            missing.append(package)
-    return missing
-
-
-def install(packages: list[str]) -> None:
-    if shutil.which("dpkg-query") is None:
-        pytest.skip(
-            "mingw-w64 and wine come from Debian's packages; this is not Debian"
-        )
-    missing = _missing(packages)
-    if not missing:
-        return
-    if os.geteuid() != 0:
-        pytest.skip(f"installing {' '.join(missing)} with apt-get needs root")
-    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    install = ["apt-get", "install", "-y", "-q", "--no-install-recommends", *missing]
-    if subprocess.run(install, capture_output=True, env=env, check=False).returncode:
-        subprocess.run(
-            ["apt-get", "update", "-q"], capture_output=True, env=env, check=True
-        )
-        subprocess.run(install, capture_output=True, env=env, check=True)
-
-
 def find_wine_program(name: str) -> str:
     for directory in WINE_DIRS:
         path = Path(directory) / name
