@@ -14,6 +14,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import miniupnpc_support
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -71,3 +72,12 @@ def cc(tmp_path: Path) -> Compiler:
 def cc_module(tmp_path_factory: pytest.TempPathFactory) -> Compiler:
     """Like ``cc``, for harnesses built once and run by many tests."""
     return Compiler(tmp_path_factory.mktemp("cc"))
+
+
+@pytest.fixture(scope="module")
+def replies(cc_module: Compiler) -> Path:
+    """The miniupnpc harness that makes one action call and prints its
+    result (c/miniupnpc_replies.c), built once per module."""
+    return miniupnpc_support.build(
+        cc_module, "miniupnpc_replies.c", miniupnpc_support.CLIENT_SOURCES
+    )

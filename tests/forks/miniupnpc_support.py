@@ -236,3 +236,12 @@ def http_response(body: bytes, status: str = "200 OK") -> bytes:
         b"Content-Length: %d\r\nConnection: close\r\n\r\n%s"
         % (status.encode(), len(body), body)
     )
+
+
+def reply_code(exe: Path, action: str, response: bytes) -> int:
+    """What the replies harness's *action* returns when the gateway
+    answers it with the raw HTTP *response*."""
+    with RawResponder(response) as srv:
+        proc = run(exe, srv.url, action)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return int(proc.stdout.splitlines()[-1].removeprefix("ret="))

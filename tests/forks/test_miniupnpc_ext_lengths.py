@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import pytest
 from miniupnpc_support import (
-    CLIENT_SOURCES,
     SoapResponder,
-    build,
     run,
     soap_reply,
 )
@@ -30,11 +28,6 @@ ENTRY = {
     "NewPortMappingDescription": "natfwd",
     "NewLeaseDuration": "0",
 }
-
-
-@pytest.fixture(scope="module")
-def replies(cc_module):
-    return build(cc_module, "miniupnpc_replies.c", CLIENT_SOURCES)
 
 
 @pytest.mark.parametrize("how", ["specific-desc0", "generic-desc0", "generic-rhost0"])

@@ -12,28 +12,12 @@ from __future__ import annotations
 
 import pytest
 from miniupnpc_support import (
-    CLIENT_SOURCES,
-    RawResponder,
-    build,
     http_response,
-    run,
+    reply_code,
     soap_fault,
 )
 
 UPNPCOMMAND_UNKNOWN_ERROR = -1
-
-
-@pytest.fixture(scope="module")
-def replies(cc_module):
-    return build(cc_module, "miniupnpc_replies.c", CLIENT_SOURCES)
-
-
-def call(exe, action: str, response: bytes) -> int:
-    with RawResponder(response) as srv:
-        proc = run(exe, srv.url, action)
-
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    return int(proc.stdout.splitlines()[-1].removeprefix("ret="))
 
 
 @pytest.mark.parametrize(
@@ -43,7 +27,7 @@ def call(exe, action: str, response: bytes) -> int:
 def test_unusable_code_is_an_error(replies, action, code):
     response = http_response(soap_fault(code), "500 Internal Server Error")
 
-    assert call(replies, action, response) == UPNPCOMMAND_UNKNOWN_ERROR
+    assert reply_code(replies, action, response) == UPNPCOMMAND_UNKNOWN_ERROR
 
 
 @pytest.mark.parametrize(
@@ -53,4 +37,4 @@ def test_unusable_code_is_an_error(replies, action, code):
 def test_error_code_is_returned(replies, code, expected):
     response = http_response(soap_fault(code), "500 Internal Server Error")
 
-    assert call(replies, "add", response) == expected
+    assert reply_code(replies, "add", response) == expected

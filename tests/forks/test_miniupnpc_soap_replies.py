@@ -13,11 +13,8 @@ from __future__ import annotations
 
 import pytest
 from miniupnpc_support import (
-    CLIENT_SOURCES,
-    RawResponder,
-    build,
     http_response,
-    run,
+    reply_code,
     soap_fault,
     soap_reply,
 )
@@ -30,19 +27,6 @@ UPNPCOMMAND_INVALID_RESPONSE = -4
 ERROR_500 = "500 Internal Server Error"
 HTML = b"<html><head><title>500</title></head><body>Oops</body></html>"
 ENVELOPE = b'<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/">'
-
-
-@pytest.fixture(scope="module")
-def replies(cc_module):
-    return build(cc_module, "miniupnpc_replies.c", CLIENT_SOURCES)
-
-
-def call(exe, action: str, response: bytes) -> int:
-    with RawResponder(response) as srv:
-        proc = run(exe, srv.url, action)
-
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    return int(proc.stdout.splitlines()[-1].removeprefix("ret="))
 
 
 # Each names the action it answers as "Action", which the test replaces.
@@ -97,7 +81,7 @@ def test_reply_that_is_not_the_response(replies, action, name):
     status, body, expected = NOT_THE_RESPONSE[name]
     body = body.replace(b"Action", ACTIONS[action].encode())
 
-    assert call(replies, action, http_response(body, status)) == expected
+    assert reply_code(replies, action, http_response(body, status)) == expected
 
 
 GOOD = {
@@ -114,7 +98,7 @@ GOOD = {
 
 @pytest.mark.parametrize("action", sorted(GOOD))
 def test_response_is_success(replies, action):
-    assert call(replies, action, http_response(GOOD[action])) == 0
+    assert reply_code(replies, action, http_response(GOOD[action])) == 0
 
 
 FORMS = {
@@ -137,7 +121,7 @@ FORMS = {
 def test_response_forms_are_success(replies, name):
     response = http_response(FORMS[name])
 
-    assert call(replies, "add", response) == UPNPCOMMAND_SUCCESS
+    assert reply_code(replies, "add", response) == UPNPCOMMAND_SUCCESS
 
 
 @pytest.mark.parametrize("status", [ERROR_500, "200 OK"])
@@ -145,4 +129,4 @@ def test_response_forms_are_success(replies, name):
 def test_fault_gives_its_code(replies, action, status):
     response = http_response(soap_fault("718"), status)
 
-    assert call(replies, action, response) == 718
+    assert reply_code(replies, action, response) == 718
